@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// The `ward` command: serve, policy check, token, and demo (what `npm start` runs).
+
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createLogger } from './log.js';
+
+const USAGE = `usage:
+  ward serve --policies DIR [--workers N]
+  ward policy check DIR
+  ward token --tenant T [--sub S] [--ttl 1h] --policies DIR
+  ward demo            (the example policy in policies/ plus its demo upstream: what npm start runs)`;
+
+function fail(msg: string): never {
+  process.stderr.write(`ward: ${msg}\n`);
+  process.exit(1);
+}
+
+async function serve(dir: string, workers: number | undefined, extra?: () => Promise<void>): Promise<void> {
+  const log = createLogger();
+  // Loaded lazily so `ward policy check` and `ward token` never need the native server.
+  const { Supervisor } = await import('./instance/supervisor.js');
+  const sup = new Supervisor({ dir, workers, log });
+  try {
+    await extra?.();
+    await sup.start();
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  process.on('SIGHUP', () => void sup.reload('SIGHUP'));
+  const stop = () => void sup.drain().then(() => process.exit(0));
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'serve': {
+      const { values } = parseArgs({ args: rest, options: { policies: { type: 'string' }, workers: { type: 'string' } } });
+      if (!values.policies) fail(`serve needs --policies DIR\n${USAGE}`);
+      const workers = values.workers !== undefined ? Number(values.workers) : undefined;
+      if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1)) fail(`--workers must be a whole number ≥ 1, got "${values.workers}"`);
+      return serve(values.policies, workers);
+    }
+    case 'policy': {
+      if (rest[0] !== 'check' || !rest[1]) fail(`usage: ward policy check DIR`);
+      const { policyCheck } = await import('./policy/check.js');
+      const r = await policyCheck(rest[1]);
+      for (const l of r.lines) (r.code === 0 ? process.stdout : process.stderr).write(l + '\n');
+      process.exit(r.code);
+    }
+    // eslint-disable-next-line no-fallthrough
+    case 'token': {
+      const { values } = parseArgs({ args: rest, options: { tenant: { type: 'string' }, sub: { type: 'string' }, ttl: { type: 'string' }, policies: { type: 'string' } } });
+      if (!values.tenant || !values.policies) fail(`token needs --tenant T and --policies DIR\n${USAGE}`);
+      const { loadPolicy } = await import('./policy/loader.js');
+      const res = await loadPolicy(values.policies);
+      if (!res.ok) fail(`invalid policy: ${res.problems.map((p) => `${p.file}:${p.line}:${p.col}: ${p.message}`)[0]}`);
+      const { mintToken } = await import('./cli/token.js');
+      try {
+        process.stdout.write((await mintToken(res.policy, { tenant: values.tenant, sub: values.sub, ttl: values.ttl })) + '\n');
+      } catch (err) {
+        fail((err as Error).message);
+      }
+      return;
+    }
+    case 'demo': {
+      const dir = resolve(fileURLToPath(new URL('../../policies', import.meta.url)));
+      const { startDemoUpstream } = await import('./demo/demo-upstream.js');
+      return serve(dir, undefined, async () => {
+        const up = await startDemoUpstream(9001);
+        createLogger({ name: 'demo-upstream' }).info({ port: up.port }, 'demo upstream listening');
+      });
+    }
+    default:
+      fail(cmd ? `unknown command "${cmd}"\n${USAGE}` : USAGE);
+  }
+}
+
+void main(process.argv.slice(2));

@@ -1,0 +1,219 @@
+// `ward serve`: loads the policy, creates the shared tables, starts N listener threads on one
+// port, the admin port, the policy watcher (and SIGHUP), and drains on SIGTERM.
+
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { loadPolicy } from '../policy/loader.js';
+import { watchPolicy } from '../policy/watch.js';
+import type { Policy, PolicyProblem } from '../policy/types.js';
+import { FloodGuard } from '../stages/admit/flood-guard.js';
+import { createStoreHandle, openStore } from '../store/create-store.js';
+import type { LimitStore } from '../store/types.js';
+import { EdgeThread, type EdgeThreadInit, type ThreadSnapshot } from './edge-thread.js';
+import type { FromWorker, ToWorker } from './messages.js';
+import { AdminServer, type Readiness } from '../admin/admin-server.js';
+import { MetricsRegistry } from '../metrics/registry.js';
+import type { Logger } from '../log.js';
+
+export interface ServeOptions {
+  readonly dir: string;
+  readonly workers?: number;
+  readonly log: Logger;
+  /** ms a drain waits for in-flight requests before exiting anyway. */
+  readonly drainTimeoutMs?: number;
+}
+
+/** A listener thread as the supervisor sees it, in this thread or a worker. */
+interface ThreadLink {
+  readonly port: number;
+  apply(policy: Policy): void;
+  snapshot(): Promise<ThreadSnapshot>;
+  drain(timeoutMs: number): Promise<void>;
+}
+
+function inlineLink(t: EdgeThread): ThreadLink {
+  return {
+    port: t.port,
+    apply: (p) => t.apply(p),
+    snapshot: async () => t.snapshot(),
+    drain: (ms) => t.drain(ms),
+  };
+}
+
+function workerLink(init: EdgeThreadInit): Promise<ThreadLink> {
+  const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: init });
+  const waiting = new Map<number, (s: ThreadSnapshot) => void>();
+  let drained: (() => void) | undefined;
+  let nextId = 0;
+  const send = (m: ToWorker) => worker.postMessage(m);
+  return new Promise((resolve, reject) => {
+    worker.once('error', reject);
+    worker.on('message', (m: FromWorker) => {
+      switch (m.type) {
+        case 'ready':
+          resolve({
+            port: m.port,
+            apply: (policy) => send({ type: 'policy', policy }),
+            snapshot: () =>
+              new Promise((res) => {
+                const id = ++nextId;
+                waiting.set(id, res);
+                send({ type: 'snapshot', id });
+              }),
+            drain: (timeoutMs) =>
+              new Promise((res) => {
+                drained = res;
+                worker.once('exit', () => res());
+                send({ type: 'drain', timeoutMs });
+              }),
+          });
+          break;
+        case 'failed':
+          reject(new Error(m.message));
+          break;
+        case 'snapshot':
+          waiting.get(m.id)?.(m.snapshot);
+          waiting.delete(m.id);
+          break;
+        case 'drained':
+          drained?.();
+          break;
+      }
+    });
+  });
+}
+
+export function describeProblems(problems: readonly PolicyProblem[]): string[] {
+  return problems.map((p) => `${p.file}:${p.line}:${p.col}: ${p.message}`);
+}
+
+export class Supervisor {
+  private threads: ThreadLink[] = [];
+  private policy!: Policy;
+  private admin!: AdminServer;
+  private store!: LimitStore;
+  private readonly metrics = new MetricsRegistry();
+  private draining = false;
+  private lastReload = { at: new Date().toISOString(), result: 'success' as 'success' | 'failure', hash: '' };
+  private watcher: { close(): void } | undefined;
+  private reloading: Promise<void> | undefined;
+  private reloadAgain = false;
+  port = 0;
+  adminPort = 0;
+
+  constructor(private readonly opts: ServeOptions) {
+    const reloads = this.metrics.counter('ward_policy_reloads_total', 'Policy reloads by result', ['result']);
+    reloads.inc({ result: 'success' }, 0);
+    reloads.inc({ result: 'failure' }, 0);
+  }
+
+  /** Starts everything; throws with a one-line reason when the policy is invalid. */
+  async start(): Promise<void> {
+    const { log } = this.opts;
+    const res = await loadPolicy(this.opts.dir);
+    if (!res.ok) {
+      const lines = describeProblems(res.problems);
+      throw new Error(`invalid policy: ${lines[0]}${lines.length > 1 ? ` (and ${lines.length - 1} more problems)` : ''}`);
+    }
+    this.policy = res.policy;
+    this.lastReload.hash = res.policy.hash;
+    const storeHandle = createStoreHandle(this.policy.store);
+    this.store = openStore(storeHandle);
+    const flood = FloodGuard.create().shared();
+    const workers = Math.max(1, this.opts.workers ?? availableParallelism());
+    const init = (port: number): EdgeThreadInit => ({ policy: this.policy, store: storeHandle, flood, port });
+    if (workers === 1) {
+      this.threads.push(inlineLink(await EdgeThread.start(init(this.policy.listen.port), log)));
+    } else {
+      // The first thread resolves port 0; the others bind the same port (SO_REUSEPORT).
+      const first = await workerLink(init(this.policy.listen.port));
+      this.threads.push(first);
+      const rest = await Promise.all(Array.from({ length: workers - 1 }, () => workerLink(init(first.port))));
+      this.threads.push(...rest);
+    }
+    this.port = this.threads[0]!.port;
+    this.admin = new AdminServer({ readiness: () => this.readiness(), metrics: () => this.renderMetrics() });
+    this.adminPort = await this.admin.listen(this.policy.admin.host, this.policy.admin.port);
+    this.watcher = watchPolicy(this.opts.dir, () => void this.reload('watch'));
+    log.info(
+      { port: this.port, admin_port: this.adminPort, host: this.policy.listen.host, workers, store: this.policy.store.kind, policy: this.policy.hash.slice(0, 12) },
+      'listening',
+    );
+  }
+
+  /** Re-reads the policy; an invalid edit is refused whole and the last good policy stays. */
+  reload(cause: string): Promise<void> {
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return this.reloading;
+    }
+    this.reloading = this.doReload(cause).finally(() => {
+      this.reloading = undefined;
+      if (this.reloadAgain) {
+        this.reloadAgain = false;
+        void this.reload(cause);
+      }
+    });
+    return this.reloading;
+  }
+
+  private async doReload(cause: string): Promise<void> {
+    const { log } = this.opts;
+    const res = await loadPolicy(this.opts.dir);
+    const reloads = this.metrics.local.get('ward_policy_reloads_total')!;
+    if (!res.ok) {
+      reloads.inc({ result: 'failure' });
+      this.lastReload = { at: new Date().toISOString(), result: 'failure', hash: this.policy.hash };
+      log.error({ cause, problems: describeProblems(res.problems) }, 'policy reload refused; the last good policy stays in force');
+      return;
+    }
+    if (res.policy.hash === this.policy.hash) return;
+    const p = res.policy;
+    if (JSON.stringify(p.store) !== JSON.stringify(this.policy.store)) log.warn('store settings changed: they take effect at the next restart');
+    if (p.listen.port !== this.policy.listen.port || p.admin.port !== this.policy.admin.port) log.warn('listen/admin ports changed: they take effect at the next restart');
+    this.policy = p;
+    for (const t of this.threads) t.apply(p);
+    reloads.inc({ result: 'success' });
+    this.lastReload = { at: new Date().toISOString(), result: 'success', hash: p.hash };
+    log.info({ cause, policy: p.hash.slice(0, 12) }, 'policy reloaded');
+  }
+
+  /** SIGTERM: stop accepting, let in-flight requests finish (bounded), close everything. */
+  async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.watcher?.close();
+    const timeout = this.opts.drainTimeoutMs ?? 10_000;
+    await Promise.all(this.threads.map((t) => t.drain(timeout)));
+    await this.admin.close();
+    await this.store.close();
+    this.opts.log.info('drained');
+  }
+
+  private async readiness(): Promise<Readiness> {
+    if (this.draining) return { serving: false, reasons: ['draining'] };
+    const reasons: string[] = [];
+    const s = this.store.status();
+    if (s.state === 'degraded') reasons.push(s.reason ?? 'store_degraded');
+    return { serving: true, reasons };
+  }
+
+  private async renderMetrics(): Promise<{ contentType: string; text: string }> {
+    const snaps = await Promise.all(this.threads.map((t) => t.snapshot()));
+    this.metrics.setThreadCounters(snaps.map((s) => s.counters));
+    const pools = new Map<string, [string, string]>();
+    for (const s of snaps) for (const [tenant, pool, key] of s.pools) pools.set(key, [tenant, pool]);
+    const inUse = await Promise.all([...pools].map(async ([key, [tenant, pool]]) => ({ labels: { tenant, pool }, value: await this.store.inUse(key) })));
+    this.metrics.setGauge('ward_concurrency_in_use', 'Concurrency leases held per tenant pool', ['tenant', 'pool'], inUse);
+    this.metrics.setGauge('ward_requests_in_flight', 'Requests being proxied now', [], [{ labels: {}, value: snaps.reduce((a, s) => a + s.inFlight, 0) }]);
+    const st = this.store.status();
+    this.metrics.setGauge('ward_store_state', 'Limit store state (1 for the current one)', ['kind', 'state'], [
+      { labels: { kind: this.policy.store.kind, state: 'ok' }, value: st.state === 'ok' ? 1 : 0 },
+      { labels: { kind: this.policy.store.kind, state: 'degraded' }, value: st.state === 'degraded' ? 1 : 0 },
+    ]);
+    this.metrics.setGauge('ward_policy_info', 'The policy version in force', ['hash', 'last_reload', 'result'], [
+      { labels: { hash: this.policy.hash.slice(0, 12), last_reload: this.lastReload.at, result: this.lastReload.result }, value: 1 },
+    ]);
+    return { contentType: this.metrics.contentType, text: await this.metrics.text() };
+  }
+}

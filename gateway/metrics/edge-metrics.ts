@@ -1,0 +1,34 @@
+// The counters every listener thread keeps. Names and labels are the contract's (/metrics).
+
+import { HotCounterVec, type CounterSnapshot } from './hot-counters.js';
+
+export type Outcome =
+  | 'ok'
+  | 'unauthorized'
+  | 'rate_limited'
+  | 'concurrency_limited'
+  | 'body_too_large'
+  | 'upstream_unavailable'
+  | 'upstream_timeout'
+  | 'no_route'
+  | 'upgrade_required'
+  | 'client_aborted'
+  | 'error';
+
+export class EdgeMetrics {
+  readonly requests = new HotCounterVec('ward_requests_total', 'Requests by tenant, route and outcome', ['tenant', 'route', 'outcome']);
+  readonly dropped = new HotCounterVec('ward_dropped_total', 'Connections dropped at the edge without an answer', ['reason']);
+  readonly shadow = new HotCounterVec('ward_shadow_refusals_total', 'What enforce:false rules would have refused', ['rule', 'reason']);
+  readonly authFailures = new HotCounterVec('ward_auth_failures_total', 'Rejected bearer tokens by reason', ['reason']);
+  readonly storeFailOpen = new HotCounterVec('ward_store_fail_open_total', 'Admissions decided by local insurance limits while the shared store was unreachable', []);
+
+  all(): HotCounterVec[] {
+    return [this.requests, this.dropped, this.shadow, this.authFailures, this.storeFailOpen];
+  }
+
+  snapshot(): Record<string, CounterSnapshot> {
+    const out: Record<string, CounterSnapshot> = {};
+    for (const c of this.all()) out[c.name] = c.snapshot();
+    return out;
+  }
+}

@@ -1,0 +1,269 @@
+// The request path, in order. One Pipeline per policy version: everything a stage needs is
+// compiled here once and frozen; a request keeps the Pipeline it started with, so a hot reload
+// never changes a request mid-flight.
+//
+//   admit   flood guard (deny/allow CIDRs, per-address rate, bans)   memory only; drop, no answer
+//           body size (Content-Length)                                413
+//   route   first matching prefix                                     404
+//   auth    bearer JWT, verified-token cache                          401
+//   limits  token bucket + concurrency lease, one store call          429
+//   proxy   (the caller: http adapter, websocket behaviour)           502 / 504
+
+import type { Policy, RouteSpec, TenantSpec } from '../policy/types.js';
+import type { AdmitPlan, Admission, Lease, LimitStore } from '../store/types.js';
+import { bucketKey, poolKey } from '../store/types.js';
+import { RouteTable } from '../stages/route/route-table.js';
+import { TokenVerifier, bearerToken, type Identity } from '../stages/auth/token-verifier.js';
+import { FloodVerdict, type FloodGuard } from '../stages/admit/flood-guard.js';
+import type { EdgeMetrics, Outcome } from '../metrics/edge-metrics.js';
+import type { Cell } from '../metrics/hot-counters.js';
+import type { AdmitOutcome, Grant, RequestHead, TenantLimits, Verdict } from './types.js';
+import * as verdicts from './verdicts.js';
+
+export interface PipelineDeps {
+  readonly store: LimitStore;
+  readonly flood: FloodGuard;
+  readonly metrics: EdgeMetrics;
+  /** Release routing: the upstream a tenant's request on a route goes to (canary or stable). */
+  readonly resolveUpstream?: (route: RouteSpec, tenant: string) => string;
+}
+
+/** Header lookup in the flat [name, value...] list the edge copied. */
+export function headerOf(head: RequestHead, name: string): string | undefined {
+  const h = head.headers;
+  for (let i = 0; i < h.length; i += 2) if (h[i] === name) return h[i + 1];
+  return undefined;
+}
+
+export class Pipeline {
+  readonly routes: RouteTable;
+  readonly verifier: TokenVerifier;
+  private readonly tenants = new Map<string, TenantState>();
+  /** Requests on public routes count under tenant "". */
+  private readonly anonymous: TenantState;
+
+  constructor(
+    readonly policy: Policy,
+    readonly deps: PipelineDeps,
+  ) {
+    this.routes = new RouteTable(policy.routes);
+    this.verifier = new TokenVerifier(policy.auth);
+    this.anonymous = new TenantState('', { buckets: {}, concurrency: {} }, deps.metrics);
+  }
+
+  /** Stage 1, before any per-tenant work: a verdict to drop or refuse, or undefined to go on. */
+  screen(head: RequestHead, nowMs: number): Verdict | undefined {
+    const v = this.deps.flood.check(head.remoteBytes, nowMs);
+    if (v >= FloodVerdict.Denied) {
+      const reason = v === FloodVerdict.Denied ? 'denied' : v === FloodVerdict.Banned ? 'banned' : 'flooding';
+      if (this.policy.flood.enforce) {
+        this.deps.metrics.dropped.inc(reason);
+        return verdicts.DROP;
+      }
+      this.deps.metrics.shadow.inc('flood', reason);
+    }
+    const cl = headerOf(head, 'content-length');
+    if (cl !== undefined && Number(cl) > this.policy.flood.max_body_bytes) {
+      this.deps.metrics.requests.inc('', '', 'body_too_large');
+      return verdicts.BODY_TOO_LARGE;
+    }
+    return undefined;
+  }
+
+  /** The whole chain for one request or upgrade. */
+  admit(head: RequestHead): AdmitOutcome | Promise<AdmitOutcome> {
+    const screened = this.screen(head, Date.now());
+    if (screened !== undefined) return screened;
+    return this.admitScreened(head);
+  }
+
+  /** The chain after screen(): route, auth, limits. */
+  admitScreened(head: RequestHead): AdmitOutcome | Promise<AdmitOutcome> {
+    const now = Date.now();
+    const route = this.routes.match(head.method, head.url);
+    if (route === undefined) return this.refused(verdicts.NO_ROUTE, '', '', 'no_route');
+    if (route.websocket !== head.upgrade) {
+      if (route.websocket) return this.refused(verdicts.UPGRADE_REQUIRED, '', route.name, 'upgrade_required');
+      return this.refused(verdicts.NO_ROUTE, '', route.name, 'no_route');
+    }
+    if (route.public) return this.grant(route, this.anonymous, undefined, EMPTY_PLAN, undefined);
+    const token = this.tokenOf(head);
+    if (token === undefined) {
+      this.deps.metrics.authFailures.inc('missing');
+      return this.refused(verdicts.UNAUTHORIZED, '', route.name, 'unauthorized');
+    }
+    const cached = this.verifier.lookup(token, now);
+    if (cached === null) {
+      this.deps.metrics.authFailures.inc('rejected_cached');
+      return this.refused(verdicts.UNAUTHORIZED, '', route.name, 'unauthorized');
+    }
+    if (cached !== undefined) return this.limit(route, cached, now);
+    return this.verifier
+      .verify(token, (reason) => this.deps.metrics.authFailures.inc(reason))
+      .then((id) => (id === null ? this.refused(verdicts.UNAUTHORIZED, '', route.name, 'unauthorized') : this.limit(route, id, Date.now())));
+  }
+
+  /** The tenant's limits under this policy version (built once per tenant). */
+  limitsFor(tenant: string): TenantState {
+    let t = this.tenants.get(tenant);
+    if (t === undefined) {
+      const spec = this.policy.tenants[tenant] ?? this.policy.tenants['*']!;
+      t = new TenantState(tenant, spec, this.deps.metrics);
+      this.tenants.set(tenant, t);
+    }
+    return t;
+  }
+
+  /** [tenant, pool, store key] for every pool of every tenant this version has seen (metrics). */
+  touchedPools(): Array<[string, string, string]> {
+    const out: Array<[string, string, string]> = [];
+    for (const t of this.tenants.values()) for (const name of t.poolNames()) out.push([t.tenant, name, poolKey(t.tenant, name)]);
+    return out;
+  }
+
+  private tokenOf(head: RequestHead): string | undefined {
+    const auth = headerOf(head, 'authorization');
+    if (auth !== undefined) return bearerToken(auth);
+    if (head.upgrade && head.query.length > 0) {
+      // Browsers cannot set headers on a WebSocket: accept ?access_token= on upgrades only.
+      const t = new URLSearchParams(head.query).get('access_token');
+      if (t) return t;
+    }
+    return undefined;
+  }
+
+  private limit(route: RouteSpec, id: Identity, now: number): AdmitOutcome | Promise<AdmitOutcome> {
+    let t = id.attached as TenantState | undefined;
+    if (t === undefined) id.attached = t = this.limitsFor(id.tenant);
+    const plan = t.routePlan(route);
+    if (plan === EMPTY_PLAN) return this.grant(route, t, id.sub, plan, undefined);
+    const a = this.deps.store.admit(plan, now);
+    if (a instanceof Promise) return a.then((adm) => this.decide(route, t, id.sub, plan, adm));
+    return this.decide(route, t, id.sub, plan, a);
+  }
+
+  private decide(route: RouteSpec, t: TenantState, sub: string | undefined, plan: AdmitPlan, a: Admission): AdmitOutcome {
+    if (a.refused !== undefined) {
+      const reason = a.refused === 'bucket' ? 'rate_limited' : 'concurrency_limited';
+      if (!a.ok) {
+        t.cell(route, reason).n++;
+        return a.refused === 'bucket' ? verdicts.rateLimited(plan.bucket!, a) : verdicts.concurrencyLimited(plan.pool!.name);
+      }
+      this.deps.metrics.shadow.inc(`route:${route.name}`, reason);
+    }
+    return this.grant(route, t, sub, plan, a.lease);
+  }
+
+  private grant(route: RouteSpec, t: TenantState, sub: string | undefined, _plan: AdmitPlan, lease: Lease | undefined): Grant {
+    const upstream = this.deps.resolveUpstream && t !== this.anonymous ? this.deps.resolveUpstream(route, t.tenant) : route.upstream;
+    return new RequestGrant(t, sub, route, upstream, this.deps.store, lease);
+  }
+
+  private refused(v: Verdict, tenant: string, route: string, outcome: Outcome): Verdict {
+    if (!v.drop) this.deps.metrics.requests.inc(tenant, route, outcome);
+    return v;
+  }
+}
+
+const EMPTY_PLAN: AdmitPlan = Object.freeze({ tenant: '', enforce: true });
+
+/** One tenant under one policy version: its specs, its per-route plans, its counter cells. */
+export class TenantState implements TenantLimits {
+  private readonly plans = new Map<RouteSpec, AdmitPlan>();
+  private readonly bucketPlans = new Map<string, AdmitPlan | undefined>();
+  private readonly poolPlans = new Map<string, AdmitPlan | undefined>();
+  private readonly cells = new Map<RouteSpec, Map<Outcome, Cell>>();
+
+  constructor(
+    readonly tenant: string,
+    private readonly spec: TenantSpec,
+    private readonly metrics: EdgeMetrics | undefined,
+  ) {}
+
+  poolNames(): string[] {
+    return Object.keys(this.spec.concurrency);
+  }
+
+  routePlan(route: RouteSpec): AdmitPlan {
+    let p = this.plans.get(route);
+    if (p === undefined) {
+      const bucket = route.bucket !== undefined ? this.bucketPlan(route.bucket)?.bucket : undefined;
+      const pool = route.concurrency !== undefined ? this.poolPlan(route.concurrency)?.pool : undefined;
+      p = bucket === undefined && pool === undefined ? EMPTY_PLAN : Object.freeze({ tenant: this.tenant, bucket, pool, enforce: route.enforce });
+      this.plans.set(route, p);
+    }
+    return p;
+  }
+
+  bucketPlan(name: string): AdmitPlan | undefined {
+    if (!this.bucketPlans.has(name)) {
+      const b = this.spec.buckets[name];
+      this.bucketPlans.set(
+        name,
+        b &&
+          Object.freeze({
+            tenant: this.tenant,
+            enforce: true,
+            bucket: Object.freeze({ name, key: bucketKey(this.tenant, name), rate: b.rate, perS: b.per_s, burst: b.burst }),
+          }),
+      );
+    }
+    return this.bucketPlans.get(name);
+  }
+
+  poolPlan(name: string): AdmitPlan | undefined {
+    if (!this.poolPlans.has(name)) {
+      const limit = this.spec.concurrency[name];
+      this.poolPlans.set(
+        name,
+        limit === undefined ? undefined : Object.freeze({ tenant: this.tenant, enforce: true, pool: Object.freeze({ name, key: poolKey(this.tenant, name), limit }) }),
+      );
+    }
+    return this.poolPlans.get(name);
+  }
+
+  /** The ward_requests_total cell for (this tenant, route, outcome). */
+  cell(route: RouteSpec, outcome: Outcome): Cell {
+    let m = this.cells.get(route);
+    if (m === undefined) this.cells.set(route, (m = new Map()));
+    let c = m.get(outcome);
+    if (c === undefined) {
+      c = this.metrics ? this.metrics.requests.cell(this.tenant, route.name, outcome) : { n: 0 };
+      m.set(outcome, c);
+    }
+    return c;
+  }
+}
+
+
+/** An admitted request: finish() releases its leases exactly once, however the request ends. */
+class RequestGrant implements Grant {
+  readonly leases: Lease[];
+  private done = false;
+
+  constructor(
+    readonly limits: TenantState,
+    readonly sub: string | undefined,
+    readonly route: RouteSpec,
+    readonly upstream: string,
+    readonly store: LimitStore,
+    lease: Lease | undefined,
+  ) {
+    this.leases = lease === undefined ? [] : [lease];
+  }
+
+  get tenant(): string {
+    return this.limits.tenant;
+  }
+
+  record(outcome: Outcome): void {
+    this.limits.cell(this.route, outcome).n++;
+  }
+
+  finish(): void {
+    if (this.done) return;
+    this.done = true;
+    for (const l of this.leases) this.store.release(l);
+    this.leases.length = 0;
+  }
+}

@@ -1,0 +1,41 @@
+// The edge's refusals, as values. Static ones are frozen singletons (no allocation per refusal).
+
+import type { Admission, BucketPlan } from '../store/types.js';
+import type { Verdict } from './types.js';
+
+const v = (status: number, error: string, headers?: string[]): Verdict => Object.freeze({ status, error, headers: headers && Object.freeze(headers) });
+
+export const DROP: Verdict = Object.freeze({ status: 0, error: 'dropped', drop: true });
+export const NO_ROUTE = v(404, 'no_route');
+export const UNAUTHORIZED = v(401, 'unauthorized', ['WWW-Authenticate', 'Bearer error="invalid_token"']);
+export const BODY_TOO_LARGE = v(413, 'body_too_large');
+export const UPGRADE_REQUIRED = v(426, 'upgrade_required', ['Upgrade', 'websocket']);
+export const UPSTREAM_UNAVAILABLE = v(502, 'upstream_unavailable');
+export const UPSTREAM_TIMEOUT = v(504, 'upstream_timeout');
+export const SHUTTING_DOWN = v(503, 'shutting_down', ['Retry-After', '1']);
+
+/**
+ * 429 for an empty bucket, with the IETF httpapi ratelimit-headers draft's fields:
+ *   RateLimit-Policy: "api";q=40;w=2   (quota = burst, window = seconds to refill it)
+ *   RateLimit: "api";r=0;t=1           (remaining tokens, seconds until one is available)
+ */
+export function rateLimited(b: BucketPlan, a: Admission): Verdict {
+  const retry = Math.max(1, Math.ceil(a.retryAfterMs / 1000));
+  const window = Math.max(1, Math.ceil((b.burst * b.perS) / b.rate));
+  return {
+    status: 429,
+    error: 'rate_limited',
+    extra: { bucket: b.name },
+    headers: ['Retry-After', String(retry), 'RateLimit-Policy', `"${b.name}";q=${b.burst};w=${window}`, 'RateLimit', `"${b.name}";r=${Math.max(0, a.remaining)};t=${retry}`],
+  };
+}
+
+const poolVerdicts = new Map<string, Verdict>();
+export function concurrencyLimited(pool: string): Verdict {
+  let r = poolVerdicts.get(pool);
+  if (r === undefined) {
+    r = Object.freeze({ status: 429, error: 'concurrency_limited', extra: Object.freeze({ pool }), headers: Object.freeze(['Retry-After', '1']) });
+    poolVerdicts.set(pool, r);
+  }
+  return r;
+}

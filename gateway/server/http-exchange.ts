@@ -1,0 +1,304 @@
+// One proxied HTTP request, from the uWS handler to the upstream and back. This file and
+// http-listener.ts are the only ones that touch uWS HttpRequest/HttpResponse objects. uWS rules
+// kept here: everything is copied from `req` synchronously; onAborted is registered before any
+// await; `res` is never touched after abort; writes from outside a uWS callback are corked;
+// large bodies go through tryEnd/onWritable with backpressure both ways.
+
+import { STATUS_CODES } from 'node:http';
+import type { HttpResponse } from './uws.js';
+import type { Grant, RequestHead, Verdict } from '../pipeline/types.js';
+import { isVerdict } from '../pipeline/types.js';
+import type { Pipeline } from '../pipeline/pipeline.js';
+import * as verdicts from '../pipeline/verdicts.js';
+import type { ResponseSink, UpstreamCall, UpstreamErrorKind } from '../proxy/http-client.js';
+import { forwardHeaderBlock } from '../proxy/forward-headers.js';
+import type { Outcome } from '../metrics/edge-metrics.js';
+import type { Target, Upstreams } from '../proxy/upstreams.js';
+
+const STATUS_LINES: string[] = [];
+export function statusLine(status: number): string {
+  return (STATUS_LINES[status] ??= `${status} ${STATUS_CODES[status] ?? 'Unknown'}`);
+}
+
+/** Response headers ward does not copy: hop-by-hop ones are already gone (the client removes
+ * them); uWS writes its own Content-Length/Transfer-Encoding and Date. */
+const SKIP_RESPONSE = new Set(['content-length', 'date']);
+
+/** Queue at most this much request body before the upstream call exists, then pause the client. */
+const EARLY_BODY_PAUSE = 64 * 1024;
+
+export interface ExchangeEnv {
+  readonly upstreams: Upstreams;
+  /** In-flight exchanges, for draining. */
+  inFlightChanged(delta: 1 | -1): void;
+}
+
+/** Writes a refusal: a JSON body with request_id, or a silent close for drops. */
+export function answer(res: HttpResponse, v: Verdict, requestId: string): void {
+  if (v.drop) {
+    res.close();
+    return;
+  }
+  let body = '{"error":"' + v.error + '"';
+  if (v.extra) for (const k in v.extra) body += ',' + JSON.stringify(k) + ':' + JSON.stringify(v.extra[k]);
+  body += ',"request_id":"' + requestId + '"}';
+  res.cork(() => {
+    res.writeStatus(statusLine(v.status));
+    const h = v.headers;
+    if (h) for (let i = 0; i < h.length; i += 2) res.writeHeader(h[i]!, h[i + 1]!);
+    res.writeHeader('content-type', 'application/json');
+    res.end(body, v.status === 413 || v.status === 503);
+  });
+}
+
+export class HttpExchange implements ResponseSink {
+  private aborted = false;
+  private finished = false;
+  private grant: Grant | undefined;
+  private call: UpstreamCall | undefined;
+  private target: Target | undefined;
+  private retried = false;
+  private startedAt = 0;
+  // request body
+  private readonly expectBody: boolean;
+  private readonly bodyLength: number;
+  private early: Buffer[] | undefined;
+  private earlyBytes = 0;
+  private bodyBytes = 0;
+  private bodyDone = false;
+  private clientPaused = false;
+  // response body
+  private headSent = false;
+  private total = -1;
+  private pending: Buffer | undefined;
+  private pendingOffset = 0;
+  private writableHooked = false;
+
+  constructor(
+    private readonly res: HttpResponse,
+    private readonly head: RequestHead,
+    private readonly pipeline: Pipeline,
+    private readonly env: ExchangeEnv,
+    contentLength: string | undefined,
+    chunked: boolean,
+  ) {
+    this.bodyLength = contentLength !== undefined ? Number(contentLength) : chunked ? -1 : 0;
+    this.expectBody = this.bodyLength !== 0;
+    env.inFlightChanged(1);
+    res.onAborted(() => this.onAborted());
+    if (this.expectBody) res.onData((chunk, isLast) => this.onClientData(chunk, isLast));
+  }
+
+  /** Called with the pipeline's outcome (synchronously or after the token was verified). */
+  proceed(outcome: Grant | Verdict): void {
+    if (isVerdict(outcome)) {
+      if (!this.aborted) answer(this.res, outcome, this.head.requestId);
+      this.end(undefined);
+      return;
+    }
+    this.grant = outcome;
+    if (this.aborted) {
+      this.end('client_aborted');
+      return;
+    }
+    this.startedAt = Date.now();
+    this.send();
+  }
+
+  private send(): void {
+    const grant = this.grant!;
+    const target = this.env.upstreams.pick(grant.upstream, grant, this.head, this.target);
+    if (target === undefined) {
+      this.fail(verdicts.UPSTREAM_UNAVAILABLE, 'upstream_unavailable');
+      return;
+    }
+    this.target = target;
+    const h = this.head;
+    const headers = forwardHeaderBlock(h.headers, h.remoteText, h.requestId, grant.route.public ? undefined : grant.tenant);
+    const path = h.query.length > 0 ? h.url + '?' + h.query : h.url;
+    const call = target.pool.request(
+      { method: h.method, path, headers, bodyLength: this.bodyLength, timeoutMs: this.env.upstreams.timeoutMs(grant.upstream) },
+      this,
+    );
+    this.call = call;
+    if (!this.expectBody) return;
+    call.onDrain(() => this.resumeClient());
+    if (this.early !== undefined) {
+      for (const c of this.early) if (!call.write(c)) this.pauseClient();
+      this.early = undefined;
+      this.earlyBytes = 0;
+    }
+    if (this.bodyDone) call.end();
+  }
+
+  // ---- request body: client → upstream ----
+
+  private onClientData(chunk: ArrayBuffer, isLast: boolean): void {
+    if (this.finished || this.aborted) return;
+    this.bodyBytes += chunk.byteLength;
+    if (this.bodyBytes > this.pipeline.policy.flood.max_body_bytes) {
+      // A chunked body outgrew the limit (Content-Length was checked before any work).
+      this.call?.abort();
+      this.fail(verdicts.BODY_TOO_LARGE, 'body_too_large');
+      return;
+    }
+    // uWS neuters the ArrayBuffer when this callback returns: copy it.
+    const copy = Buffer.from(new Uint8Array(chunk));
+    if (isLast) this.bodyDone = true;
+    const call = this.call;
+    if (call === undefined) {
+      (this.early ??= []).push(copy);
+      this.earlyBytes += copy.length;
+      if (this.earlyBytes >= EARLY_BODY_PAUSE) this.pauseClient();
+      return;
+    }
+    if (copy.length > 0 && !call.write(copy)) this.pauseClient();
+    if (isLast) call.end();
+  }
+
+  private pauseClient(): void {
+    if (!this.clientPaused && !this.aborted) {
+      this.clientPaused = true;
+      this.res.pause();
+    }
+  }
+
+  private resumeClient(): void {
+    if (this.clientPaused && !this.aborted && !this.finished) {
+      this.clientPaused = false;
+      this.res.resume();
+    }
+  }
+
+  // ---- response: upstream → client (ResponseSink) ----
+
+  onHead(status: number, headers: string[]): void {
+    if (this.aborted) return;
+    let total = -1;
+    const res = this.res;
+    res.cork(() => {
+      res.writeStatus(statusLine(status));
+      for (let i = 0; i < headers.length; i += 2) {
+        const name = headers[i]!;
+        if (SKIP_RESPONSE.has(name)) {
+          if (name === 'content-length') total = Number(headers[i + 1]);
+          continue;
+        }
+        res.writeHeader(name, headers[i + 1]!);
+      }
+      res.writeHeader('x-request-id', this.head.requestId);
+      this.headSent = true;
+      if (this.head.method === 'HEAD' || status === 204 || status === 304) {
+        res.endWithoutBody(total >= 0 ? total : undefined);
+        this.total = -2; // ended
+      }
+    });
+    this.total = this.total === -2 ? -2 : total;
+    this.env.upstreams.report(this.target!, status >= 500 ? '5xx' : status >= 400 ? '4xx' : 'ok', Date.now() - this.startedAt);
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.aborted || this.total === -2) return true;
+    const res = this.res;
+    let ok = true;
+    res.cork(() => {
+      if (this.total >= 0) {
+        const offset = res.getWriteOffset();
+        const [written, done] = res.tryEnd(chunk, this.total);
+        if (done) this.total = -2;
+        else if (!written) {
+          this.pending = chunk;
+          this.pendingOffset = offset;
+          ok = false;
+        }
+      } else {
+        ok = res.write(chunk);
+      }
+    });
+    if (!ok) this.hookWritable();
+    return ok;
+  }
+
+  onEnd(): void {
+    if (!this.aborted && this.total !== -2) {
+      const res = this.res;
+      res.cork(() => {
+        if (this.total > 0) res.close(); // upstream ended short of its Content-Length
+        else res.end();
+      });
+    }
+    this.end('ok');
+  }
+
+  onError(kind: UpstreamErrorKind, bodySent: boolean, responseStarted: boolean): void {
+    if (this.aborted || this.finished) return;
+    this.env.upstreams.report(this.target!, kind, Date.now() - this.startedAt);
+    if (!responseStarted && !this.headSent && this.mayRetry(kind, bodySent)) {
+      this.retried = true;
+      this.call = undefined;
+      this.send();
+      return;
+    }
+    if (this.headSent) {
+      // Too late for a status: cut the connection so the client sees a truncated response.
+      this.res.close();
+      this.end(kind === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable');
+      return;
+    }
+    if (kind === 'timeout') this.fail(verdicts.UPSTREAM_TIMEOUT, 'upstream_timeout');
+    else this.fail(verdicts.UPSTREAM_UNAVAILABLE, 'upstream_unavailable');
+  }
+
+  /** Contract: idempotent bodiless requests are retried once after a connect failure or a reset
+   * before any response byte; others only after a connect failure (nothing was sent). */
+  private mayRetry(kind: UpstreamErrorKind, bodySent: boolean): boolean {
+    if (this.retried || this.expectBody) return false;
+    if (kind === 'connect') return !bodySent;
+    const m = this.head.method;
+    return kind === 'reset' && (m === 'GET' || m === 'HEAD' || m === 'OPTIONS');
+  }
+
+  private hookWritable(): void {
+    if (this.writableHooked) return;
+    this.writableHooked = true;
+    this.res.onWritable((offset) => {
+      if (this.aborted) return true;
+      const p = this.pending;
+      if (p !== undefined) {
+        const [written, done] = this.res.tryEnd(p.subarray(offset - this.pendingOffset), this.total);
+        if (done) this.total = -2;
+        if (!written && !done) return false;
+        this.pending = undefined;
+      }
+      this.call?.resume();
+      return true;
+    });
+  }
+
+  // ---- endings: exactly once ----
+
+  private fail(v: Verdict, outcome: Outcome): void {
+    if (!this.aborted && !this.headSent) {
+      this.headSent = true;
+      answer(this.res, v, this.head.requestId);
+    }
+    this.end(outcome);
+  }
+
+  private onAborted(): void {
+    this.aborted = true;
+    this.call?.abort();
+    this.end('client_aborted');
+  }
+
+  private end(outcome: Outcome | undefined): void {
+    if (this.finished) return;
+    this.finished = true;
+    const g = this.grant;
+    if (g !== undefined) {
+      g.finish();
+      if (outcome !== undefined) g.record(outcome);
+    }
+    this.env.inFlightChanged(-1);
+  }
+}

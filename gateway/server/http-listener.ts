@@ -1,0 +1,143 @@
+// The uWS application of one listener thread: HTTP requests go through the pipeline and the
+// proxy; upgrades go to the WebSocket behaviour; /v1/e2e/ is served by ward itself.
+
+import { randomBytes } from 'node:crypto';
+import { threadId } from 'node:worker_threads';
+import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket, type WebSocketBehavior } from './uws.js';
+import type { RequestHead } from '../pipeline/types.js';
+import type { Pipeline } from '../pipeline/pipeline.js';
+import * as verdicts from '../pipeline/verdicts.js';
+import { HttpExchange, answer, type ExchangeEnv } from './http-exchange.js';
+import type { Upstreams } from '../proxy/upstreams.js';
+import type { Logger } from '../log.js';
+
+export interface ListenerDeps {
+  /** The pipeline of the current policy version (undefined before the first valid policy). */
+  current(): Pipeline | undefined;
+  readonly upstreams: Upstreams;
+  readonly log: Logger;
+  /** Handles requests ward serves itself (e.g. /v1/e2e/); returns true when it took the request. */
+  local?(res: HttpResponse, head: RequestHead, pipeline: Pipeline): boolean;
+  /** WebSocket behaviour for upgrade requests. */
+  websocket?: WebSocketBehavior<unknown>;
+}
+
+const ID_PREFIX = randomBytes(4).toString('hex') + threadId.toString(36);
+let seq = 0;
+export function nextRequestId(): string {
+  return ID_PREFIX + '-' + (++seq).toString(36);
+}
+
+/** Copies what the pipeline needs out of the uWS request: it is invalid once the handler returns. */
+export function copyHead(req: HttpRequest, res: HttpResponse, upgrade: boolean): RequestHead {
+  const headers: string[] = [];
+  req.forEach((k, v) => {
+    headers.push(k, v);
+  });
+  const remoteBytes = res.getRemoteAddress();
+  return {
+    method: req.getMethod().toUpperCase(),
+    url: req.getUrl(),
+    query: req.getQuery() ?? '',
+    headers,
+    remoteBytes,
+    remoteText: Buffer.from(res.getRemoteAddressAsText()).toString('latin1'),
+    requestId: nextRequestId(),
+    upgrade,
+  };
+}
+
+export class HttpListener implements ExchangeEnv {
+  private readonly app: TemplatedApp;
+  private socket: us_listen_socket | undefined;
+  private inFlight = 0;
+  private draining = false;
+  private drained: (() => void) | undefined;
+
+  constructor(private readonly deps: ListenerDeps) {
+    this.app = uws.App();
+    if (deps.websocket) this.app.ws('/*', deps.websocket);
+    this.app.any('/*', (res, req) => this.onRequest(res, req));
+  }
+
+  get upstreams(): Upstreams {
+    return this.deps.upstreams;
+  }
+
+  inFlightChanged(delta: 1 | -1): void {
+    this.inFlight += delta;
+    if (this.inFlight === 0 && this.drained) this.drained();
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(host, port, (s) => {
+        if (!s) return reject(new Error(`cannot listen on ${host}:${port}`));
+        this.socket = s;
+        resolve(uws.us_socket_local_port(s));
+      });
+    });
+  }
+
+  /** Stops accepting, answers new requests on kept-alive connections with 503, and resolves when
+   * in-flight requests have finished or after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    if (this.socket) uws.us_listen_socket_close(this.socket);
+    this.socket = undefined;
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      this.drained = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  private onRequest(res: HttpResponse, req: HttpRequest): void {
+    const pipeline = this.deps.current();
+    const head = copyHead(req, res, false);
+    if (pipeline === undefined || this.draining) {
+      res.onAborted(() => {});
+      answer(res, verdicts.SHUTTING_DOWN, head.requestId);
+      return;
+    }
+    const screened = pipeline.screen(head, Date.now());
+    if (screened !== undefined) {
+      if (!screened.drop) res.onAborted(() => {});
+      answer(res, screened, head.requestId);
+      return;
+    }
+    if (this.deps.local && this.deps.local(res, head, pipeline)) return;
+    let contentLength: string | undefined;
+    let chunked = false;
+    const h = head.headers;
+    for (let i = 0; i < h.length; i += 2) {
+      if (h[i] === 'content-length') contentLength = h[i + 1];
+      else if (h[i] === 'transfer-encoding') chunked = true;
+    }
+    const ex = new HttpExchange(res, head, pipeline, this, contentLength, chunked);
+    let out;
+    try {
+      out = pipeline.admitScreened(head);
+    } catch (err) {
+      this.deps.log.error({ err, request_id: head.requestId }, 'pipeline error');
+      ex.proceed(verdicts.UPSTREAM_UNAVAILABLE);
+      return;
+    }
+    if (out instanceof Promise) {
+      out.then(
+        (o) => ex.proceed(o),
+        (err) => {
+          this.deps.log.error({ err, request_id: head.requestId }, 'pipeline error');
+          ex.proceed(verdicts.UPSTREAM_UNAVAILABLE);
+        },
+      );
+    } else ex.proceed(out);
+  }
+}

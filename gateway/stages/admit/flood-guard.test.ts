@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { FloodSpec } from '../../policy/types.js';
+import { parseAddress } from './cidr-set.js';
+import { FloodGuard, FloodVerdict, isDrop } from './flood-guard.js';
+
+const { Pass, Allowed, Denied, Banned, Flooding } = FloodVerdict;
+
+function spec(over: Partial<FloodSpec> = {}): FloodSpec {
+  return { per_ip: { rate: 5, per_s: 1, ban_s: 30 }, max_body_bytes: 1 << 20, deny: [], allow: [], enforce: true, ...over };
+}
+const addr = (text: string): ArrayBuffer => {
+  const b = parseAddress(text)!;
+  return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
+};
+function guard(over: Partial<FloodSpec> = {}): FloodGuard {
+  const g = FloodGuard.create({ addressSlots: 1 << 10 });
+  g.configure(spec(over));
+  return g;
+}
+
+test('passes an address up to its per_ip burst, then bans it for ban_s', () => {
+  const g = guard();
+  const a = addr('192.0.2.1');
+  for (let i = 0; i < 5; i++) assert.equal(g.check(a, 1000), Pass);
+  assert.equal(g.check(a, 1000), Flooding);
+  assert.equal(g.check(a, 1000), Banned);
+  assert.equal(g.check(a, 30_999), Banned);
+  assert.equal(g.check(addr('192.0.2.2'), 1000), Pass, 'other addresses are unaffected');
+  assert.equal(g.check(a, 31_000), Pass, 'the ban ends after ban_s');
+});
+
+test('a steady rate at per_ip never bans', () => {
+  const g = guard();
+  const a = addr('2001:db8::1');
+  for (let now = 0; now < 20_000; now += 200) assert.equal(g.check(a, now), Pass);
+});
+
+test('the same IPv4 client counts once whether seen as 4 bytes or as ::ffff:a.b.c.d', () => {
+  const g = guard();
+  for (let i = 0; i < 3; i++) g.check(addr('198.51.100.9'), 0);
+  for (let i = 0; i < 2; i++) assert.equal(g.check(addr('::ffff:198.51.100.9'), 0), Pass);
+  assert.equal(g.check(addr('::ffff:198.51.100.9'), 0), Flooding);
+  assert.equal(g.check(addr('198.51.100.9'), 0), Banned);
+});
+
+test('deny drops, allow is never limited, and allow wins over an overlapping deny', () => {
+  const g = guard({ deny: ['203.0.113.0/24', '2001:db8::/32'], allow: ['203.0.113.8/29', '10.0.0.0/8'] });
+  assert.equal(g.check(addr('203.0.113.1'), 0), Denied);
+  assert.equal(g.check(addr('::ffff:203.0.113.1'), 0), Denied);
+  assert.equal(g.check(addr('2001:db8::5'), 0), Denied);
+  assert.equal(g.check(addr('203.0.113.9'), 0), Allowed);
+  for (let i = 0; i < 100; i++) assert.equal(g.check(addr('10.9.9.9'), 0), Allowed);
+  assert.deepEqual([Pass, Allowed, Denied, Banned, Flooding].map(isDrop), [false, false, true, true, true]);
+});
+
+test('no per_ip means no per-address rate', () => {
+  const g = guard({ per_ip: undefined });
+  for (let i = 0; i < 1000; i++) assert.equal(g.check(addr('192.0.2.1'), 0), Pass);
+});
+
+test('a reconfiguration keeps bans and counts, and applies new lists and rates', () => {
+  const g = guard();
+  const a = addr('192.0.2.1');
+  for (let i = 0; i < 6; i++) g.check(a, 0);
+  g.configure(spec({ per_ip: { rate: 2, per_s: 1, ban_s: 5 }, deny: ['192.0.2.200'] }));
+  assert.equal(g.check(a, 1000), Banned, 'the ban from the old version holds');
+  assert.equal(g.check(addr('192.0.2.200'), 1000), Denied);
+  const b = addr('192.0.2.2');
+  assert.equal(g.check(b, 1000), Pass);
+  assert.equal(g.check(b, 1000), Pass);
+  assert.equal(g.check(b, 1000), Flooding, 'the new rate applies');
+  assert.equal(g.check(b, 6000), Pass, 'the new ban_s applies');
+  assert.throws(() => g.configure(spec({ deny: ['nope'] })), /"nope" is not a CIDR/);
+  assert.equal(g.check(addr('192.0.2.200'), 7000), Denied, 'a refused configuration changes nothing');
+});
+
+test('shadow mode: the verdicts are what enforcing would say, and the guard says it is not enforcing', () => {
+  const g = guard({ enforce: false });
+  assert.equal(g.enforce, false);
+  const a = addr('192.0.2.1');
+  for (let i = 0; i < 5; i++) assert.equal(g.check(a, 0), Pass);
+  assert.equal(g.check(a, 0), Flooding);
+  assert.equal(guard().enforce, true);
+});
+
+test('addresses of an unknown length pass untracked', () => {
+  const g = guard({ deny: ['0.0.0.0/0', '::/0'] });
+  assert.equal(g.check(new ArrayBuffer(0), 0), Pass);
+});
+
+test('stats count live addresses, bans and evictions across attached guards', () => {
+  const g = FloodGuard.create({ addressSlots: 8 });
+  const other = FloodGuard.attach(structuredClone(g.shared()));
+  g.configure(spec({ per_ip: { rate: 1, per_s: 1, ban_s: 60 } }));
+  other.configure(spec({ per_ip: { rate: 1, per_s: 1, ban_s: 60 } }));
+  g.check(addr('192.0.2.1'), 0);
+  assert.equal(other.check(addr('192.0.2.1'), 0), Flooding, 'one budget across guards on one table');
+  assert.equal(g.check(addr('192.0.2.1'), 0), Banned);
+  for (let i = 2; i <= 9; i++) g.check(addr(`192.0.2.${i}`), 0); // 9 addresses, 8 slots
+  const s = g.stats(0);
+  assert.deepEqual([s.tracked, s.banned, s.evictions, s.capacity], [8, 1, 1, 8]);
+  assert.equal(g.check(addr('192.0.2.1'), 1), Banned, 'the ban was not the one evicted');
+  assert.equal(g.stats(61_000).tracked, 0, 'everything idle later');
+});

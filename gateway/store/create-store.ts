@@ -1,0 +1,23 @@
+// Builds a thread's LimitStore from a handle the supervisor made: the memory tables live in
+// SharedArrayBuffers (one budget for every worker thread); with Redis, each thread has its own
+// client and shares the instance's memory tables as its outage insurance.
+
+import type { StoreSpec } from '../policy/types.js';
+import type { LimitStore, StoreStatus } from './types.js';
+import { MemoryLimitStore, type MemoryLimitStoreHandle } from './memory/memory-store.js';
+import { RedisLimitStore } from './redis/redis-store.js';
+
+export interface StoreHandle {
+  readonly spec: StoreSpec;
+  readonly memory: MemoryLimitStoreHandle;
+}
+
+export function createStoreHandle(spec: StoreSpec): StoreHandle {
+  return { spec, memory: MemoryLimitStore.create().shared() };
+}
+
+export function openStore(h: StoreHandle, onStateChange?: (s: StoreStatus, cause?: Error) => void): LimitStore {
+  const memory = MemoryLimitStore.attach(h.memory);
+  if (h.spec.kind === 'memory') return memory;
+  return new RedisLimitStore(h.spec, memory, { onStateChange });
+}

@@ -1,0 +1,115 @@
+// CPU time and memory of a process tree, read from /proc. utime+stime of /proc/PID/stat covers every
+// thread of the process; child processes (nginx workers, ward in process mode) are found by ppid.
+
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+let ticksPerSecond: number | undefined;
+
+/** Clock ticks per second of /proc/PID/stat (`getconf CLK_TCK`, almost always 100). */
+export function clockTicksPerSecond(): number {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+interface StatLine {
+  readonly ppid: number;
+  readonly ticks: number;
+}
+
+function readStat(pid: number): StatLine | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // rest[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
+  return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) };
+}
+
+/** utime+stime of one process (all its threads), in clock ticks; undefined once it is gone. */
+export function readCpuTicks(pid: number): number | undefined {
+  return readStat(pid)?.ticks;
+}
+
+/** pid and every live descendant of it. */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    const p = Number(name);
+    if (!Number.isInteger(p)) continue;
+    const st = readStat(p);
+    if (!st) continue;
+    const list = children.get(st.ppid);
+    if (list) list.push(p);
+    else children.set(st.ppid, [p]);
+  }
+  const out: number[] = [];
+  const todo = [pid];
+  while (todo.length) {
+    const p = todo.pop()!;
+    out.push(p);
+    for (const c of children.get(p) ?? []) todo.push(c);
+  }
+  return out;
+}
+
+/** Resident memory of a process tree, in bytes (VmRSS summed; shared pages count once per process). */
+export function treeRssBytes(pid: number): number {
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      if (m) total += Number(m[1]) * 1024;
+    } catch {
+      // gone between the listing and the read
+    }
+  }
+  return total;
+}
+
+export interface CpuSample {
+  readonly atMs: number;
+  readonly ticks: ReadonlyMap<number, number>;
+}
+
+/** Ticks of every process in the tree of `pid`, now. */
+export function sampleCpu(pid: number): CpuSample {
+  const ticks = new Map<number, number>();
+  for (const p of processTree(pid)) {
+    const t = readCpuTicks(p);
+    if (t !== undefined) ticks.set(p, t);
+  }
+  return { atMs: performance.now(), ticks };
+}
+
+export interface CpuUsage {
+  /** CPU time spent by the tree between the samples, in ms (10 ms resolution with CLK_TCK 100). */
+  readonly cpuMs: number;
+  readonly wallMs: number;
+  /** cpuMs / wallMs: 1.0 = one core fully busy. */
+  readonly cores: number;
+}
+
+/** CPU used between two samples; a process born in between counts from zero. */
+export function cpuBetween(before: CpuSample, after: CpuSample): CpuUsage {
+  let ticks = 0;
+  for (const [pid, t] of after.ticks) ticks += t - (before.ticks.get(pid) ?? 0);
+  const cpuMs = (ticks * 1000) / clockTicksPerSecond();
+  const wallMs = after.atMs - before.atMs;
+  return { cpuMs, wallMs, cores: wallMs > 0 ? cpuMs / wallMs : 0 };
+}
+
+/** CPU µs per unit of work (request, refusal, connection); NaN when nothing was done. */
+export function cpuMicrosPer(usage: CpuUsage, units: number): number {
+  return units > 0 ? (usage.cpuMs * 1000) / units : NaN;
+}

@@ -1,0 +1,282 @@
+// Open-loop load generator: each flow (a tenant, or an address flood) offers requests at a fixed
+// rate whatever the server does, and each request's latency runs from the moment it was due, not
+// from when a connection was free, so queueing in the server shows up (no coordinated omission).
+// Per flow it records offered, admitted (2xx), 429s, other statuses, connections closed with no
+// answer (drops), and latency percentiles overall and per second.
+
+import { Histogram, type LatencySummary } from './histogram.js';
+import { RawConnection } from './raw-connection.js';
+
+export interface FlowSpec {
+  readonly name: string;
+  /** Reporting only: a tenant's traffic or an address flood. */
+  readonly kind: 'tenant' | 'flood';
+  /** Requests per second offered. */
+  readonly rate: number;
+  readonly path: string;
+  readonly method?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Source addresses (e.g. 127.0.0.2), used in turn for each new connection. */
+  readonly localAddresses?: readonly string[];
+  /** Most connections open at once (each carries one request at a time); default 64. */
+  readonly maxConnections?: number;
+}
+
+export interface SecondStats {
+  /** Seconds since the start. */
+  readonly t: number;
+  readonly sent: number;
+  readonly ok: number;
+  readonly limited: number;
+  readonly other: number;
+  readonly dropped: number;
+  readonly p50_us: number;
+  readonly p99_us: number;
+}
+
+export interface FlowResult {
+  readonly name: string;
+  readonly kind: 'tenant' | 'flood';
+  readonly rate: number;
+  /** Requests that fell due during the run. */
+  readonly offered: number;
+  readonly sent: number;
+  /** 2xx answers. */
+  readonly ok: number;
+  /** 429 answers. */
+  readonly limited: number;
+  /** Any other status. */
+  readonly other: number;
+  readonly statuses: Readonly<Record<string, number>>;
+  /** Connections closed by the server with a request outstanding and no answer. */
+  readonly dropped: number;
+  /** Connect errors and resets after part of an answer. */
+  readonly errors: number;
+  /** Due but never sent: the backlog went over one second of traffic, or it was still queued at the end. */
+  readonly unsent: number;
+  /** Sent but still unanswered when the run ended (after the drain). */
+  readonly unanswered: number;
+  readonly connections: number;
+  /** Latency of every answered request, from the time it was due. */
+  readonly latency: LatencySummary;
+  /** Latency of 2xx answers only. */
+  readonly admittedLatency: LatencySummary;
+  readonly timeline: readonly SecondStats[];
+}
+
+export interface LoadOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly flows: readonly FlowSpec[];
+  readonly durationS: number;
+  /** Seconds of traffic before the measured part (connections open, JIT warms up); default 1. */
+  readonly warmupS?: number;
+  /** How long to wait for answers after the last request was due; default 2000 ms. */
+  readonly drainMs?: number;
+  /** Called once a second with the seconds elapsed and the flows so far. */
+  readonly onSecond?: (t: number, flows: readonly FlowResult[]) => void;
+}
+
+export interface LoadResult {
+  readonly durationS: number;
+  readonly flows: readonly FlowResult[];
+  /** How late the generator itself put requests on the wire queue: the floor of every latency here. */
+  readonly generatorLag: LatencySummary;
+}
+
+class FlowRun {
+  readonly request: Buffer;
+  readonly queue: number[] = [];
+  qHead = 0;
+  scheduled = 0;
+  offered = 0;
+  readonly conns = new Set<RawConnection>();
+  readonly idle: RawConnection[] = [];
+  readonly intended = new Map<RawConnection, number>();
+  addrTurn = 0;
+  sent = 0;
+  ok = 0;
+  limited = 0;
+  other = 0;
+  dropped = 0;
+  errors = 0;
+  unsent = 0;
+  connections = 0;
+  statuses: Record<string, number> = {};
+  readonly hist = new Histogram();
+  readonly okHist = new Histogram();
+  sec = { sent: 0, ok: 0, limited: 0, other: 0, dropped: 0, hist: new Histogram() };
+  readonly timeline: SecondStats[] = [];
+
+  constructor(readonly spec: FlowSpec, host: string, port: number) {
+    const h = { host: `${host}:${port}`, ...spec.headers };
+    const lines = [`${spec.method ?? 'GET'} ${spec.path} HTTP/1.1`, ...Object.entries(h).map(([k, v]) => `${k}: ${v}`)];
+    this.request = Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
+  }
+
+  closeSecond(t: number): void {
+    const s = this.sec;
+    this.timeline.push({ t, sent: s.sent, ok: s.ok, limited: s.limited, other: s.other, dropped: s.dropped, p50_us: s.hist.percentile(50), p99_us: s.hist.percentile(99) });
+    this.sec = { sent: 0, ok: 0, limited: 0, other: 0, dropped: 0, hist: new Histogram() };
+  }
+
+  result(unanswered: number): FlowResult {
+    const s = this.spec;
+    return {
+      name: s.name,
+      kind: s.kind,
+      rate: s.rate,
+      offered: this.offered,
+      sent: this.sent,
+      ok: this.ok,
+      limited: this.limited,
+      other: this.other,
+      statuses: { ...this.statuses },
+      dropped: this.dropped,
+      errors: this.errors,
+      unsent: this.unsent + (this.queue.length - this.qHead),
+      unanswered,
+      connections: this.connections,
+      latency: this.hist.summary(),
+      admittedLatency: this.okHist.summary(),
+      timeline: this.timeline,
+    };
+  }
+}
+
+export async function runLoad(o: LoadOptions): Promise<LoadResult> {
+  const runs = o.flows.map((f) => new FlowRun(f, o.host, o.port));
+  const lag = new Histogram();
+  const start = performance.now();
+  // Everything due before t0 is warm-up: sent, but counted nowhere.
+  const t0 = start + (o.warmupS ?? 1) * 1000;
+  const endAt = t0 + o.durationS * 1000;
+  let stopped = false;
+  let second = 1;
+
+  const dispatch = (f: FlowRun) => {
+    while (f.qHead < f.queue.length) {
+      let conn: RawConnection | undefined;
+      while (f.idle.length) {
+        const c = f.idle.pop()!;
+        if (c.usable) {
+          conn = c;
+          break;
+        }
+      }
+      if (!conn) {
+        if (f.conns.size >= (f.spec.maxConnections ?? 64)) return;
+        conn = open(f);
+      }
+      const due = f.queue[f.qHead++];
+      f.intended.set(conn, due);
+      if (due >= t0) {
+        f.sent++;
+        f.sec.sent++;
+      }
+      conn.send(f.request);
+    }
+    f.queue.length = 0;
+    f.qHead = 0;
+  };
+
+  const open = (f: FlowRun): RawConnection => {
+    const addrs = f.spec.localAddresses;
+    const localAddress = addrs?.length ? addrs[f.addrTurn++ % addrs.length] : undefined;
+    f.connections++;
+    const conn: RawConnection = new RawConnection(
+      { host: o.host, port: o.port, localAddress },
+      {
+        onResponse(status) {
+          const now = performance.now();
+          const due = f.intended.get(conn) ?? now;
+          f.intended.delete(conn);
+          if (conn.usable) f.idle.push(conn);
+          if (due < t0) {
+            if (!stopped) dispatch(f);
+            return;
+          }
+          const us = (now - due) * 1000;
+          f.hist.record(us);
+          f.sec.hist.record(us);
+          f.statuses[status] = (f.statuses[status] ?? 0) + 1;
+          if (status >= 200 && status < 300) {
+            f.ok++;
+            f.sec.ok++;
+            f.okHist.record(us);
+          } else if (status === 429) {
+            f.limited++;
+            f.sec.limited++;
+          } else {
+            f.other++;
+            f.sec.other++;
+          }
+          if (!stopped) dispatch(f);
+        },
+        onClose(inFlight, answered) {
+          f.conns.delete(conn);
+          const due = f.intended.get(conn) ?? 0;
+          f.intended.delete(conn);
+          if (inFlight && due >= t0) {
+            if (answered) f.errors++;
+            else if (conn.connected) {
+              f.dropped++;
+              f.sec.dropped++;
+            } else f.errors++;
+          }
+          if (!stopped) dispatch(f);
+        },
+      },
+    );
+    f.conns.add(conn);
+    return conn;
+  };
+
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      const until = Math.min(now, endAt);
+      for (const f of runs) {
+        const period = 1000 / f.spec.rate;
+        let due = start + f.scheduled * period;
+        while (due <= until) {
+          if (due >= t0) {
+            lag.record((now - due) * 1000);
+            f.offered++;
+          }
+          f.queue.push(due);
+          f.scheduled++;
+          due = start + f.scheduled * period;
+        }
+        // A client gives up on requests it could not send within a second.
+        const backlog = f.queue.length - f.qHead;
+        if (backlog > Math.max(f.spec.rate, 100)) {
+          const drop = backlog - Math.max(f.spec.rate, 100);
+          for (let i = 0; i < drop; i++) if (f.queue[f.qHead + i] >= t0) f.unsent++;
+          f.qHead += drop;
+        }
+        dispatch(f);
+        if (f.qHead > 4096) {
+          f.queue.splice(0, f.qHead);
+          f.qHead = 0;
+        }
+      }
+      if (now >= t0 + second * 1000 && second <= o.durationS) {
+        for (const f of runs) f.closeSecond(second);
+        o.onSecond?.(second, runs.map((f) => f.result(f.intended.size)));
+        second++;
+      }
+      if (now >= endAt) resolve();
+      else setImmediate(tick);
+    };
+    setImmediate(tick);
+  });
+
+  // Let outstanding answers arrive, then close everything.
+  const drainEnd = performance.now() + (o.drainMs ?? 2000);
+  while (runs.some((f) => f.intended.size > 0) && performance.now() < drainEnd) await new Promise((r) => setTimeout(r, 10));
+  stopped = true;
+  const results = runs.map((f) => f.result(f.intended.size));
+  for (const f of runs) for (const c of f.conns) c.close();
+  return { durationS: o.durationS, flows: results, generatorLag: lag.summary() };
+}
