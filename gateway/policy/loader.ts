@@ -64,7 +64,7 @@ export async function loadPolicy(dir: string): Promise<LoadResult> {
   const gateway = src.parsed ? (walk(src.doc.contents, gatewaySchema, [], { src, problems, locs }) as Obj) : undefined;
 
   // Tenants: gateway.yaml's first, then each tenants/*.yaml; a second definition is an error.
-  const tenants: Record<string, TenantSpec | undefined> = {};
+  const tenants: Record<string, TenantSpec | undefined> = Object.create(null);
   const definedAt = new Map<string, Loc>();
   for (const [name, spec] of Object.entries((gateway?.tenants ?? {}) as Obj)) {
     tenants[name] = spec as TenantSpec | undefined;
@@ -91,7 +91,7 @@ export async function loadPolicy(dir: string): Promise<LoadResult> {
       tenants[name] = spec as TenantSpec | undefined;
     }
   }
-  const star: TenantSpec = tenants['*'] ?? { buckets: {}, concurrency: {} };
+  const star: TenantSpec = tenants['*'] ?? { buckets: Object.create(null), concurrency: Object.create(null) };
 
   if (gateway) {
     crossCheck(
@@ -124,16 +124,18 @@ export async function loadPolicy(dir: string): Promise<LoadResult> {
   if (problems.count > 0 || !gateway || !jwks) return failed();
 
   // "*" is every tenant's default; a named tenant replaces it per bucket name and per pool name.
-  const merged: Record<string, TenantSpec> = { '*': star };
+  // Name-keyed maps have a null prototype (see walker.ts): lookups by any name are safe.
+  const byName = <T>(entries: [string, T][]): Record<string, T> => Object.assign(Object.create(null), Object.fromEntries(entries));
+  const merged: Record<string, TenantSpec> = byName([['*', star]]);
   for (const [name, t] of Object.entries(tenants)) {
     if (name === '*' || !t) continue;
     merged[name] = {
-      buckets: { ...star.buckets, ...t.buckets },
-      concurrency: { ...star.concurrency, ...t.concurrency },
+      buckets: Object.assign(Object.create(null), star.buckets, t.buckets),
+      concurrency: Object.assign(Object.create(null), star.concurrency, t.concurrency),
     };
   }
   const named = <T>(m: unknown): Record<string, T> =>
-    Object.fromEntries(Object.entries(m as Obj).map(([name, v]) => [name, { name, ...(v as Obj) } as T]));
+    byName(Object.entries(m as Obj).map(([name, v]) => [name, { name, ...(v as Obj) } as T]));
 
   const policy: Policy = {
     dir: files.abs,

@@ -139,7 +139,7 @@ function isEmpty(node: Node | null | undefined): boolean {
 export function emptyValue(schema: Schema): unknown {
   if (schema.kind === 'off') return emptyValue(schema.of);
   if (schema.kind === 'list') return [];
-  if (schema.kind === 'map') return {};
+  if (schema.kind === 'map') return Object.create(null);
   if (schema.kind === 'object') {
     const out: Record<string, unknown> = {};
     applyDefaults(schema.fields, out, new Set());
@@ -246,9 +246,11 @@ export function walk(raw: unknown, schema: Schema, path: Path, ctx: WalkCtx, key
     }
 
     case 'map': {
-      if (isEmpty(node)) return {};
+      if (isEmpty(node)) return Object.create(null);
       if (!isMap(node)) return fail('a map');
-      const out: Record<string, unknown> = {};
+      // Keys here are names the operator chose (tenants, buckets, ...): a null prototype makes
+      // `tenants[claim]` safe for any claim, "constructor" and "toString" included.
+      const out: Record<string, unknown> = Object.create(null);
       for (const pair of node.items) {
         const k = src.resolve(pair.key);
         if (!isScalar(k) || k.value == null || typeof k.value === 'object') {

@@ -46,7 +46,21 @@ export class SourceFile {
     this.lines = new LineCounter();
     // uniqueKeys (the default) makes a repeated key a YAML error at the second occurrence.
     this.doc = parseDocument(text, { lineCounter: this.lines, prettyErrors: false });
-    for (const err of this.doc.errors) problems.add(this.at(err.pos[0]), `YAML syntax error: ${err.message}`);
+    // `*: {...}` (the default tenant, unquoted) is read by YAML as an alias and gives a cascade of
+    // cryptic errors on that line; say what is wrong instead.
+    const bareStar = new Map<number, number>();
+    text.split('\n').forEach((l, i) => {
+      const m = /^(\s*(?:-\s+)?)\*\s*:/.exec(l);
+      if (m) bareStar.set(i + 1, m[1]!.length + 1);
+    });
+    for (const err of this.doc.errors) {
+      const at = this.at(err.pos[0]);
+      if (!bareStar.has(at.line)) problems.add(at, `YAML syntax error: ${err.message}`);
+    }
+    const errorLines = new Set(this.doc.errors.map((e) => this.at(e.pos[0]).line));
+    for (const [line, col] of bareStar) {
+      if (errorLines.has(line)) problems.add({ file, line, col }, 'YAML syntax error: a bare * starts an alias; quote the default tenant as "*"');
+    }
     this.parsed = this.doc.errors.length === 0;
   }
 

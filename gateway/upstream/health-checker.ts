@@ -40,8 +40,14 @@ interface Streak {
 
 interface Schedule {
   group: UpstreamGroup<unknown>;
-  timer: NodeJS.Timeout | undefined;
-  running: boolean;
+  /** clockNow() ms when its next round is due. */
+  due: number;
+}
+
+interface Round {
+  group: UpstreamGroup<unknown>;
+  active: ActiveHealthSpec;
+  results: Array<{ ok: boolean; at: number } | undefined>;
 }
 
 export interface HealthCheckerStats {
@@ -83,6 +89,8 @@ export function probeTarget(url: string, active: ActiveHealthSpec, inFlight?: Se
 
 export class HealthChecker {
   private readonly schedules = new Map<string, Schedule>();
+  private timer: NodeJS.Timeout | undefined;
+  private sweeping = false;
   private readonly streaks = new Map<string, Streak>();
   private readonly probes = new Set<() => void>();
   private readonly watch: LoopWatch;
@@ -112,10 +120,9 @@ export class HealthChecker {
   stop(): void {
     this.stopped = true;
     this.unsubscribe?.();
-    for (const s of this.schedules.values()) {
-      if (s.timer !== undefined) clearTimeout(s.timer);
-      s.group.table.probing = false;
-    }
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const s of this.schedules.values()) s.group.table.probing = false;
     this.schedules.clear();
     for (const abort of [...this.probes]) abort();
   }
@@ -131,70 +138,81 @@ export class HealthChecker {
     return out;
   }
 
-  /** Follows the registry after a reload: new upstreams are probed at once, removed ones stop. */
+  /** Follows the registry after a reload: new upstreams are probed in the next sweep, removed ones stop. */
   private sync(): void {
     if (this.stopped) return;
     const seen = new Set<string>();
     for (const g of this.set.groups()) {
-      const active = g.spec.health?.active;
-      if (active === undefined) continue;
+      if (g.spec.health?.active === undefined) continue;
       seen.add(g.name);
       const s = this.schedules.get(g.name);
-      if (s === undefined) {
-        const fresh: Schedule = { group: g, timer: undefined, running: false };
-        this.schedules.set(g.name, fresh);
-        g.table.probing = true;
-        this.run(fresh);
-      } else {
-        s.group = g;
-        g.table.probing = true;
-      }
+      if (s === undefined) this.schedules.set(g.name, { group: g, due: 0 });
+      else s.group = g;
+      g.table.probing = true;
       if (this.suspectNow) g.table.frozen = true;
     }
     for (const [name, s] of this.schedules) {
       if (seen.has(name)) continue;
-      if (s.timer !== undefined) clearTimeout(s.timer);
       s.group.table.probing = false;
       this.schedules.delete(name);
     }
+    this.arm();
   }
 
-  private run(s: Schedule): void {
-    if (this.stopped || s.running) return;
-    s.running = true;
-    const started = clockNow();
-    void this.round(s.group).finally(() => {
-      s.running = false;
-      if (this.stopped || this.schedules.get(s.group.name) !== s) return;
-      const interval = s.group.spec.health?.active?.interval_ms ?? 1000;
-      s.timer = setTimeout(() => this.run(s), Math.max(0, interval - (clockNow() - started)));
-      s.timer.unref();
-    });
+  /** Sets the timer for the next sweep: when the earliest round is due. */
+  private arm(): void {
+    if (this.stopped || this.sweeping) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    let next = Infinity;
+    for (const s of this.schedules.values()) next = Math.min(next, s.due);
+    if (next === Infinity) return;
+    this.timer = setTimeout(() => void this.sweep(), Math.max(0, next - clockNow()));
+    this.timer.unref();
   }
 
-  private async round(g: UpstreamGroup<unknown>): Promise<void> {
+  /**
+   * One sweep: every upstream whose round is due is probed at the same time, so "most targets of
+   * every upstream fail at once" is judged on one moment, not on rounds far apart.
+   */
+  private async sweep(): Promise<void> {
+    this.timer = undefined;
+    this.sweeping = true;
+    const start = clockNow();
+    const due = [...this.schedules.values()].filter((s) => s.due <= start + 5);
+    for (const s of due) s.due = start + s.group.spec.health!.active!.interval_ms;
+    const rounds = await Promise.all(due.map((s) => this.round(s.group)));
+    this.sweeping = false;
+    if (this.stopped) return;
+    const stallMs = this.watch.stallWithin(start);
+    const valid: Round[] = [];
+    for (const r of rounds) {
+      this.stats.rounds++;
+      if (stallMs >= r.active.timeout_ms / 2) {
+        // Ward itself stood still while these probes waited: their timeouts prove nothing.
+        this.stats.voidedRounds++;
+        r.group.table.push('voided', -1);
+        this.opts.onEvent?.({ kind: 'voided', upstream: r.group.name, stallMs });
+        continue;
+      }
+      valid.push(r);
+      r.results.forEach((x, i) => {
+        if (x !== undefined) this.streak(r.group.name, r.group.targets[i]!.url).last = x.ok;
+      });
+    }
+    if (valid.length > 0 && !this.sweepSuspect()) {
+      for (const r of valid) r.results.forEach((x, i) => x !== undefined && this.apply(r.group, i, x.ok, x.at, r.active));
+    }
+    this.arm();
+  }
+
+  private async round(g: UpstreamGroup<unknown>): Promise<Round> {
     const active = g.spec.health!.active!;
     const t = g.table;
-    const start = clockNow();
     const results = await Promise.all(
-      g.targets.map((x) => ((t.get(x.index, I_FLAGS) & FLAG_MAINT) !== 0 ? Promise.resolve(undefined) : probeTarget(x.url, active, this.probes).then((ok) => ({ ok, at: clockNow() })))),
+      g.targets.map((x) => ((t.get(x.index, I_FLAGS) & FLAG_MAINT) !== 0 ? undefined : probeTarget(x.url, active, this.probes).then((ok) => ({ ok, at: clockNow() })))),
     );
-    if (this.stopped) return;
-    this.stats.rounds++;
-    const stallMs = this.watch.stallWithin(start);
-    if (stallMs >= active.timeout_ms / 2) {
-      this.stats.voidedRounds++;
-      t.push('voided', -1);
-      this.opts.onEvent?.({ kind: 'voided', upstream: g.name, stallMs });
-      return;
-    }
-    results.forEach((r, i) => {
-      if (r !== undefined) this.streak(g.name, g.targets[i]!.url).last = r.ok;
-    });
-    if (this.sweepSuspect()) return;
-    results.forEach((r, i) => {
-      if (r !== undefined) this.apply(g, i, r.ok, r.at, active);
-    });
+    return { group: g, active, results };
   }
 
   private streak(upstream: string, url: string): Streak {

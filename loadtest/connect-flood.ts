@@ -1,0 +1,70 @@
+// Connections from banned addresses, as fast as a few concurrent loops can open them: each opens a
+// connection from one of the source addresses, sends a request and waits for the server to close it.
+// Measures what one dropped connection costs the server (its CPU over the count of drops).
+
+import { connect } from 'node:net';
+
+export interface ConnectFloodOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly addresses: readonly string[];
+  readonly durationS: number;
+  /** Connections in progress at once; default 32. */
+  readonly concurrency?: number;
+  readonly path?: string;
+}
+
+export interface ConnectFloodResult {
+  readonly connections: number;
+  /** Closed (or reset) by the server with no response byte. */
+  readonly dropped: number;
+  /** The server answered instead: the address was not banned. */
+  readonly answered: number;
+  /** Could not connect at all (refused, no such address, timeout). */
+  readonly failed: number;
+  readonly perSecond: number;
+}
+
+export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFloodResult> {
+  const request = Buffer.from(`GET ${o.path ?? '/v1/flood'} HTTP/1.1\r\nhost: ${o.host}\r\n\r\n`);
+  const end = performance.now() + o.durationS * 1000;
+  let connections = 0;
+  let dropped = 0;
+  let answered = 0;
+  let failed = 0;
+  let turn = 0;
+  const once = () =>
+    new Promise<void>((resolve) => {
+      const localAddress = o.addresses[turn++ % o.addresses.length];
+      let gotBytes = false;
+      let connected = false;
+      const s = connect({ host: o.host, port: o.port, localAddress, noDelay: true }, () => {
+        connected = true;
+        s.write(request);
+      });
+      s.on('data', () => {
+        gotBytes = true;
+        s.destroy();
+      });
+      // A reset right after the handshake (haproxy's connection reject) is a drop too.
+      s.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ECONNRESET' || e.code === 'EPIPE') connected = true;
+      });
+      s.on('close', () => {
+        connections++;
+        if (gotBytes) answered++;
+        else if (connected) dropped++;
+        else failed++;
+        resolve();
+      });
+      // A server that neither answers nor closes is not dropping: give up on it.
+      s.setTimeout(2000, () => s.destroy());
+    });
+  const loop = async () => {
+    while (performance.now() < end) await once();
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: o.concurrency ?? 32 }, loop));
+  const secs = (performance.now() - t0) / 1000;
+  return { connections, dropped, answered, failed, perSecond: connections / secs };
+}

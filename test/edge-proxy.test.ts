@@ -1,0 +1,160 @@
+// The proxy as a client and an upstream see it: method, path, query, headers and bodies pass
+// through (streamed), hop-by-hop headers do not, and ward adds its own.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { policyDir, basePolicy, startWard, type WardProcess, type PolicyFiles } from './support/ward-process.js';
+import { startUpstream, request, bearer, type TestUpstream } from './support/http.js';
+import { signJwt, standardClaims } from './support/jwt.js';
+
+let up: TestUpstream;
+let pol: PolicyFiles;
+let ward: WardProcess;
+let auth: Record<string, string>;
+
+before(async () => {
+  up = await startUpstream();
+  pol = policyDir();
+  pol.write(basePolicy(up.url, { flood: { max_body_bytes: 64 * 1024 * 1024 } }));
+  ward = await startWard(pol.dir);
+  auth = bearer(signJwt(pol.key, standardClaims('acme')));
+});
+
+after(async () => {
+  up.handle = undefined;
+  await ward.stop();
+  await up.close();
+  pol.remove();
+});
+
+test('answers 404 no_route with a request_id when no route matches', async () => {
+  const r = await request(`${ward.base}/nowhere`, { headers: auth });
+  assert.equal(r.status, 404);
+  assert.deepEqual(Object.keys(r.json()).sort(), ['error', 'request_id']);
+  assert.equal(r.json().error, 'no_route');
+});
+
+test('route prefixes match on segment boundaries and methods', async () => {
+  // /v1/calls is POST-only: a GET falls through to the /v1/ api route.
+  const get = await request(`${ward.base}/v1/calls`, { headers: auth });
+  assert.equal(get.status, 200);
+  const post = await request(`${ward.base}/v1/calls/7`, { method: 'POST', headers: auth, body: 'x' });
+  assert.equal(post.status, 200);
+  const r = await request(`${ward.base}/v1x`, { headers: auth });
+  assert.equal(r.status, 404);
+});
+
+test('keeps method, path, query and end-to-end headers; drops hop-by-hop ones; adds X-Forwarded-For and X-Request-Id', async () => {
+  const r = await request(`${ward.base}/v1/things/9?a=1&b=%20x`, {
+    method: 'PATCH',
+    headers: { ...auth, 'x-custom': 'kept', connection: 'keep-alive, x-hop', 'x-hop': 'dropped', 'keep-alive': 'timeout=5', te: 'trailers', 'content-type': 'text/plain' },
+    body: 'patch-body',
+  });
+  assert.equal(r.status, 200);
+  const seen = up.seen.at(-1)!;
+  assert.equal(seen.method, 'PATCH');
+  assert.equal(seen.url, '/v1/things/9?a=1&b=%20x');
+  assert.equal(seen.headers['x-custom'], 'kept');
+  assert.equal(seen.headers['content-type'], 'text/plain');
+  assert.equal(seen.headers['x-hop'], undefined);
+  assert.equal(seen.headers['keep-alive'], undefined);
+  assert.equal(seen.headers['te'], undefined);
+  assert.equal(seen.bodyBytes, 10);
+  assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+  assert.ok(seen.headers['x-request-id']);
+  assert.equal(r.headers['x-request-id'], seen.headers['x-request-id'], 'the client sees the same request id');
+});
+
+test('passes the upstream status, headers and body back, minus hop-by-hop headers', async () => {
+  up.handle = (_req, res) => {
+    res.writeHead(201, { 'x-upstream': 'yes', 'set-cookie': ['a=1', 'b=2'], 'content-type': 'application/json', connection: 'keep-alive', 'keep-alive': 'timeout=5' });
+    res.end('{"made":true}');
+  };
+  const r = await request(`${ward.base}/v1/make`, { method: 'POST', headers: auth, body: '{}' });
+  up.handle = undefined;
+  assert.equal(r.status, 201);
+  assert.equal(r.body, '{"made":true}');
+  assert.equal(r.headers['x-upstream'], 'yes');
+  assert.deepEqual(r.headers['set-cookie'], ['a=1', 'b=2']);
+  assert.equal(r.headers['keep-alive'], undefined);
+});
+
+test('streams a 20 MB request body and a 20 MB chunked response intact', async () => {
+  const big = randomBytes(20 * 1024 * 1024);
+  const digest = createHash('sha256').update(big).digest('hex');
+  up.handle = (req, res, body) => {
+    res.writeHead(200, { 'x-digest': createHash('sha256').update(body).digest('hex') });
+    // Chunked response (no content-length), written in pieces.
+    let off = 0;
+    const pump = () => {
+      while (off < big.length) {
+        const end = Math.min(off + 256 * 1024, big.length);
+        const ok = res.write(big.subarray(off, end));
+        off = end;
+        if (!ok) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    pump();
+  };
+  const got = await new Promise<{ status: number; digest: string; upDigest: string }>((resolve, reject) => {
+    const req = httpRequest(`${ward.base}/v1/upload`, { method: 'PUT', headers: { ...auth, 'content-length': String(big.length) }, agent: false }, (res) => {
+      const h = createHash('sha256');
+      res.on('data', (c: Buffer) => h.update(c));
+      res.on('end', () => resolve({ status: res.statusCode!, digest: h.digest('hex'), upDigest: String(res.headers['x-digest']) }));
+    });
+    req.on('error', reject);
+    req.end(big);
+  });
+  up.handle = undefined;
+  assert.equal(got.status, 200);
+  assert.equal(got.upDigest, digest, 'upstream received the body intact');
+  assert.equal(got.digest, digest, 'client received the response intact');
+});
+
+test('streams a chunked request body of unknown length', async () => {
+  const parts = Array.from({ length: 50 }, (_, i) => Buffer.alloc(10_000, i));
+  const got = await new Promise<number>((resolve, reject) => {
+    const req = httpRequest(`${ward.base}/v1/stream`, { method: 'POST', headers: auth, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve(JSON.parse(body).body_bytes));
+    });
+    req.on('error', reject);
+    let i = 0;
+    const next = () => {
+      if (i === parts.length) return void req.end();
+      req.write(parts[i++]);
+      setImmediate(next);
+    };
+    next();
+  });
+  assert.equal(got, 500_000);
+});
+
+test('HEAD and 204 responses carry no body', async () => {
+  up.handle = (req, res) => {
+    if (req.method === 'HEAD') {
+      res.writeHead(200, { 'content-length': '1234', 'x-head': '1' });
+      res.end();
+    } else {
+      res.writeHead(204);
+      res.end();
+    }
+  };
+  const head = await request(`${ward.base}/v1/h`, { method: 'HEAD', headers: auth });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers['x-head'], '1');
+  assert.equal(head.body, '');
+  const del = await request(`${ward.base}/v1/h`, { method: 'DELETE', headers: auth });
+  assert.equal(del.status, 204);
+  assert.equal(del.body, '');
+  up.handle = undefined;
+});
+
+test('public routes need no token', async () => {
+  const r = await request(`${ward.base}/v1/status`);
+  assert.equal(r.status, 200);
+});
