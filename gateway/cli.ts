@@ -20,9 +20,10 @@ function fail(msg: string): never {
 async function serve(dir: string, workers: number | undefined, extra?: () => Promise<void>): Promise<void> {
   const log = createLogger();
   // Loaded lazily so `ward policy check` and `ward token` never need the native server.
-  const { Supervisor } = await import('./instance/supervisor.js');
-  const sup = new Supervisor({ dir, workers, log });
+  let sup: import('./instance/supervisor.js').Supervisor;
   try {
+    const { Supervisor } = await import('./instance/supervisor.js');
+    sup = new Supervisor({ dir, workers, log });
     await extra?.();
     await sup.start();
   } catch (err) {

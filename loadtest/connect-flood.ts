@@ -7,8 +7,15 @@ import { connect } from 'node:net';
 export interface ConnectFloodOptions {
   readonly host: string;
   readonly port: number;
-  readonly addresses: readonly string[];
+  /** Source addresses, used in turn... */
+  readonly addresses?: readonly string[];
+  /** ...or the source address of the i-th connection. */
+  readonly addressAt?: (i: number) => string;
   readonly durationS: number;
+  /** Stop after this many connections even if time is left. */
+  readonly count?: number;
+  /** Extra request headers (e.g. authorization). */
+  readonly headers?: Readonly<Record<string, string>>;
   /** Connections in progress at once; default 32. */
   readonly concurrency?: number;
   readonly path?: string;
@@ -26,7 +33,10 @@ export interface ConnectFloodResult {
 }
 
 export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFloodResult> {
-  const request = Buffer.from(`GET ${o.path ?? '/v1/flood'} HTTP/1.1\r\nhost: ${o.host}\r\n\r\n`);
+  const extra = Object.entries(o.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  const request = Buffer.from(`GET ${o.path ?? '/v1/flood'} HTTP/1.1\r\nhost: ${o.host}\r\n${extra}connection: close\r\n\r\n`);
+  const addressAt = o.addressAt ?? ((i: number) => o.addresses![i % o.addresses!.length]);
+  const count = o.count ?? Infinity;
   const end = performance.now() + o.durationS * 1000;
   let connections = 0;
   let dropped = 0;
@@ -35,7 +45,7 @@ export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFl
   let turn = 0;
   const once = () =>
     new Promise<void>((resolve) => {
-      const localAddress = o.addresses[turn++ % o.addresses.length];
+      const localAddress = addressAt(turn++);
       let gotBytes = false;
       let connected = false;
       const s = connect({ host: o.host, port: o.port, localAddress, noDelay: true }, () => {
@@ -61,7 +71,7 @@ export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFl
       s.setTimeout(2000, () => s.destroy());
     });
   const loop = async () => {
-    while (performance.now() < end) await once();
+    while (performance.now() < end && turn < count) await once();
   };
   const t0 = performance.now();
   await Promise.all(Array.from({ length: o.concurrency ?? 32 }, loop));

@@ -31,9 +31,12 @@ export function startDemoUpstream(port: number, host = '127.0.0.1'): Promise<{ s
     });
   });
   const wss = new WebSocketServer({ server, handleProtocols: (p) => (p.has('sip') ? 'sip' : [...p][0] ?? false) });
+  wss.on('error', () => {}); // the server's own 'error' (e.g. EADDRINUSE) is reported below
   wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(err.code === 'EADDRINUSE' ? `the demo upstream's port ${host}:${port} is already in use (is another npm start running?)` : err.message)),
+    );
     server.listen(port, host, () => resolve({ server, port: (server.address() as AddressInfo).port }));
   });
 }

@@ -3,6 +3,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
+import { createServer } from 'node:net';
 import { loadPolicy } from '../policy/loader.js';
 import { watchPolicy } from '../policy/watch.js';
 import type { Policy, PolicyProblem } from '../policy/types.js';
@@ -83,6 +84,18 @@ function workerLink(init: EdgeThreadInit): Promise<ThreadLink> {
   });
 }
 
+/** uWS binds with SO_REUSEPORT (so worker threads share a port), which would also let a second
+ * ward silently share a port with a running one. A plain bind first catches that. */
+function assertPortFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(err.code === 'EADDRINUSE' ? `${host}:${port} is already in use (another ward?)` : `cannot listen on ${host}:${port}: ${err.message}`)),
+    );
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
 export function describeProblems(problems: readonly PolicyProblem[]): string[] {
   return problems.map((p) => `${p.file}:${p.line}:${p.col}: ${p.message}`);
 }
@@ -121,6 +134,7 @@ export class Supervisor {
     this.store = openStore(storeHandle);
     const flood = FloodGuard.create().shared();
     const workers = Math.max(1, this.opts.workers ?? availableParallelism());
+    if (this.policy.listen.port !== 0) await assertPortFree(this.policy.listen.host, this.policy.listen.port);
     const init = (port: number): EdgeThreadInit => ({ policy: this.policy, store: storeHandle, flood, port });
     if (workers === 1) {
       this.threads.push(inlineLink(await EdgeThread.start(init(this.policy.listen.port), log)));

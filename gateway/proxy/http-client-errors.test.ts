@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer as createNetServer, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Socket } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TargetPool } from './http-client.js';
 import { get, httpServer, rawServer, recorder, send, type Rec } from './http-client-fixtures.js';
@@ -55,15 +56,45 @@ test('a refused connection is a connect error, with no body counted as sent', as
   pool.close();
 });
 
+/** A listener that never accepts: its thread is blocked, so once its accept queue is full the
+ * kernel drops further SYNs and connecting hangs, as with a black-holed host. */
+async function blackHole(): Promise<{ port: number; close(): Promise<void> }> {
+  const wake = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const s = require('node:net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+       parentPort.postMessage(s.address().port);
+       Atomics.wait(workerData, 0, 0, 10000);
+       process.exit(0);
+     });`,
+    { eval: true, workerData: wake },
+  );
+  const port: number = await new Promise((r) => worker.once('message', r));
+  // Fill the accept queue (backlog 1 holds two): later SYNs are dropped.
+  const fillers = [0, 1, 2].map(() => connect(port, '127.0.0.1').on('error', () => {}));
+  await Promise.all(fillers.slice(0, 2).map((f) => new Promise((r) => f.once('connect', r))));
+  return {
+    port,
+    close: async () => {
+      for (const f of fillers) f.destroy();
+      Atomics.store(wake, 0, 1);
+      Atomics.notify(wake, 0);
+      await new Promise((r) => worker.once('exit', r));
+    },
+  };
+}
+
 test('a connection that cannot be established in connectTimeoutMs is a connect error', async () => {
-  // A non-routable address: either the attempt hangs (timeout) or the network says unreachable.
-  const pool = new TargetPool('http://10.255.255.1:81', { connectTimeoutMs: 150 });
+  const hole = await blackHole();
+  const pool = new TargetPool(`http://127.0.0.1:${hole.port}`, { connectTimeoutMs: 150 });
   const t0 = Date.now();
-  const r = await send(pool, get('/', { timeoutMs: 0 }));
+  const r = await send(pool, { method: 'POST', path: '/', headers: '', bodyLength: 2, timeoutMs: 0 }, [Buffer.from('hi')]);
+  const took = Date.now() - t0;
   assert.deepEqual(r.error, { kind: 'connect', bodySent: false, responseStarted: false });
-  assert.ok(Date.now() - t0 < 2000);
+  assert.ok(took >= 145 && took < 1000, `gave up after ${took} ms`);
   await settled(r, pool);
   pool.close();
+  await hole.close();
 });
 
 test('a server resetting mid-response is a reset with responseStarted', async () => {
@@ -231,15 +262,19 @@ test("ward closes connections idle longer than idleTimeoutMs or the server's Kee
 });
 
 test('at most maxIdle connections are kept, and the newest is reused first', async () => {
-  const srv = await httpServer((_req, res) => setTimeout(() => res.end('ok'), 20));
+  const srv = await httpServer((_req, res) => {
+    const id = srv.conns.at(-1);
+    setTimeout(() => res.end(String(id)), 20);
+  });
   const pool = new TargetPool(srv.origin, { maxIdle: 2 });
-  await Promise.all([send(pool, get('/')), send(pool, get('/')), send(pool, get('/'))]);
+  const released: string[] = [];
+  const one = () => send(pool, get('/')).then((r) => void released.push(r.body()));
+  await Promise.all([one(), one(), one()]);
   assert.equal(pool.idleCount, 2);
-  const last = srv.conns.at(-1);
-  await send(pool, get('/'));
-  assert.equal(srv.conns.at(-1), last, 'LIFO: the most recently released connection');
   await sleep(30);
-  assert.equal(srv.closedConns.size, 1);
+  assert.deepEqual([...srv.closedConns], [Number(released[2])], 'the one over maxIdle is closed');
+  await one();
+  assert.equal(released[3], released[1], 'LIFO: the most recently pooled connection is reused');
   pool.close();
   await srv.close();
 });

@@ -251,3 +251,20 @@ test('a response that ends before the request body does ends the call, and the c
   pool.close();
   await srv.close();
 });
+
+test('a sink that pauses on every chunk gets the whole body, and the connection is reused after', async () => {
+  const srv = await rawServer((s) => s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n2\r\ncd\r\n1\r\ne\r\n0\r\n\r\n'));
+  const pool = new TargetPool(srv.origin);
+  for (let i = 0; i < 2; i++) {
+    let call!: UpstreamCall;
+    let pauses = 0;
+    const { sink, rec } = recorder(() => (pauses++, setImmediate(() => call.resume()), false));
+    call = pool.request(get('/'), sink);
+    await rec.done;
+    assert.equal(rec.body(), 'abcde');
+    assert.equal(pauses, 3);
+  }
+  assert.deepEqual(srv.conns, [1, 1]);
+  pool.close();
+  await srv.close();
+});

@@ -118,9 +118,14 @@ describe('the false-detection guard', () => {
     try {
       const g = reg.get('api')!;
       await sleep(250);
-      const inFlight = Array.from({ length: 6 }, () => exchange(g));
-      await sleep(5);
-      busy(1000);
+      // Freeze the whole process while a probe round and six requests are in flight.
+      let inFlight: Array<ReturnType<typeof exchange>> = [];
+      ts[0]!.onProbe = () => {
+        ts[0]!.onProbe = undefined;
+        inFlight = Array.from({ length: 6 }, () => exchange(g));
+        busy(1000);
+      };
+      assert.ok(await waitFor(() => inFlight.length > 0, 1000));
       const outcomes = await Promise.all(inFlight);
       assert.ok(outcomes.some((o) => o.outcome === 'timeout'), 'the stall made requests time out');
       await sleep(300);

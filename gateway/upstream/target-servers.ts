@@ -21,14 +21,17 @@ export interface TargetServer {
   delayMs: number;
   /** `GET /healthz` answers 200 unless this is false. */
   healthy: boolean;
+  /** Runs inside the probe handler (a test can stall the process right there). */
+  onProbe?: () => void;
   close(): Promise<void>;
 }
 
 export async function startTarget(port = 0): Promise<TargetServer> {
-  const state = { hits: 0, probes: 0, mode: 'ok' as TargetMode, delayMs: 100, healthy: true };
+  const state: { hits: number; probes: number; mode: TargetMode; delayMs: number; healthy: boolean; onProbe?: () => void } = { hits: 0, probes: 0, mode: 'ok', delayMs: 100, healthy: true };
   const server = http.createServer((req, res) => {
     if (req.url === '/healthz') {
       state.probes++;
+      state.onProbe?.();
       res.writeHead(state.healthy ? 200 : 503).end();
       return;
     }

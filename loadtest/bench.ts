@@ -1,0 +1,312 @@
+// `npm run bench`: ward and the references in one run, interleaved round by round, against the same
+// upstream with the same placement (servers and upstream on core 0, the load generator on core 1),
+// medians of several runs. Options: --runs N --duration S --connections C --only ward,nginx
+// --quick (1 run of 3 s) --no-workers2 --no-latency --scaling.
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { benchTokens, BENCH_PATH, startTargets, type BenchTarget, type TargetName } from './bench-targets.js';
+import { runConnectFlood } from './connect-flood.js';
+import { cpuBetween, cpuMicrosPer, sampleCpu } from './cpu.js';
+import { runLoad } from './load-gen.js';
+import { canPin, runToEnd, startChild } from './processes.js';
+import { Progress } from './progress.js';
+import { ensureTools, findBinary } from './references.js';
+import { defaultReportsDir, machineInfo, renderMarkdown, writeReport, type Report, type Table } from './report.js';
+import { measureScaling, scalingTable } from './scaling.js';
+import { makeKeys } from './ward.js';
+import { runWrk } from './wrk.js';
+
+export interface BenchOptions {
+  readonly runs: number;
+  readonly durationS: number;
+  readonly connections: number;
+  readonly include: ReadonlySet<TargetName>;
+  readonly workers2: boolean;
+  readonly latency: boolean;
+  readonly scaling: boolean;
+}
+
+interface Sample {
+  readonly rps: number;
+  readonly p50_us: number;
+  readonly p99_us: number;
+  readonly cpuUs: number;
+  readonly non2xx: number;
+  readonly requests: number;
+}
+
+interface DropSample {
+  readonly perSecond: number;
+  readonly cpuUs: number;
+  readonly dropped: number;
+  readonly answered: number;
+}
+
+export function median(xs: readonly number[]): number {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!v.length) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+const BANNED = ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'];
+const SERVER_CPUS = '0';
+const LOADGEN_CPUS = '1';
+
+const progress = new Progress();
+
+async function wrkSample(t: BenchTarget, token: string, o: BenchOptions, cpus: string, threads = 1): Promise<Sample> {
+  const before = sampleCpu(t.pid);
+  const r = await runWrk({ url: `http://127.0.0.1:${t.port}${BENCH_PATH}`, connections: o.connections, durationS: o.durationS, token, cpus, threads });
+  const usage = cpuBetween(before, sampleCpu(t.pid));
+  return { rps: r.rps, p50_us: r.latency.p50_us, p99_us: r.latency.p99_us, cpuUs: cpuMicrosPer(usage, r.requests), non2xx: r.non2xx, requests: r.requests };
+}
+
+async function dropSample(t: BenchTarget, o: BenchOptions): Promise<DropSample> {
+  const before = sampleCpu(t.pid);
+  const r = await runConnectFlood({ host: '127.0.0.1', port: t.port, addresses: BANNED, durationS: Math.min(o.durationS, 5), path: BENCH_PATH });
+  const usage = cpuBetween(before, sampleCpu(t.pid));
+  return { perSecond: r.perSecond, cpuUs: cpuMicrosPer(usage, r.dropped), dropped: r.dropped, answered: r.answered };
+}
+
+function rotate<T>(xs: readonly T[], by: number): T[] {
+  return xs.map((_, i) => xs[(i + by) % xs.length]);
+}
+
+function ratio(a: number, b: number): string {
+  return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : '–';
+}
+
+export async function runBench(o: BenchOptions): Promise<Report> {
+  const startedAt = new Date().toISOString();
+  const machine = machineInfo();
+  const notes: string[] = [...ensureTools()];
+  if (!findBinary('wrk')) throw new Error('wrk is needed for the bench and could not be installed');
+  if (!canPin()) notes.push('taskset is missing: nothing was pinned to a core');
+  // The bench process itself generates the fixed-rate and connection loads: keep it on the generator's core.
+  if (canPin()) await runToEnd('taskset', ['-a', '-p', '-c', LOADGEN_CPUS, String(process.pid)]).catch(() => undefined);
+
+  const keys = await makeKeys();
+  const tokens = await benchTokens(keys);
+  const upChild = await startChild({
+    name: 'upstream',
+    cmd: process.execPath,
+    args: [fileURLToPath(new URL('./upstream.js', import.meta.url)), '--port', '0'],
+    cpus: SERVER_CPUS,
+    readyLine: (l) => l.includes('"listening"'),
+  });
+  const upstreamPort = (JSON.parse(upChild.lines.find((l) => l.includes('"listening"'))!) as { port: number }).port;
+  const upstream: BenchTarget = { name: 'upstream', port: upstreamPort, pid: upChild.pid, limits: false, stop: () => upChild.stop() };
+  const tables: Table[] = [];
+  const data: Record<string, unknown> = { options: { ...o, include: [...o.include] } };
+  try {
+    const setup = { upstreamPort, keys, tokens, banned: BANNED, workers: 1, cpus: SERVER_CPUS, include: o.include, notes };
+    const targets = await startTargets(setup, upstream);
+    const proxied = new Map<TargetName, Sample[]>();
+    const refused = new Map<TargetName, Sample[]>();
+    const drops = new Map<TargetName, DropSample[]>();
+    for (let round = 0; round < o.runs; round++) {
+      for (const t of rotate(targets, round)) {
+        const tag = `round ${round + 1}/${o.runs} · ${t.name}`;
+        const s = await progress.countdown(`${tag} · proxied`, o.durationS, wrkSample(t, tokens.ok, o, LOADGEN_CPUS));
+        proxied.set(t.name, [...(proxied.get(t.name) ?? []), s]);
+        progress.log(`${tag} · proxied: ${Math.round(s.rps)} req/s, p99 ${s.p99_us} µs, ${s.cpuUs.toFixed(1)} CPU µs/req${s.non2xx ? `, ${s.non2xx} non-2xx!` : ''}`);
+        if (!t.limits) continue;
+        const r = await progress.countdown(`${tag} · 429`, o.durationS, wrkSample(t, tokens.tiny, o, LOADGEN_CPUS));
+        refused.set(t.name, [...(refused.get(t.name) ?? []), r]);
+        progress.log(`${tag} · 429: ${Math.round(r.rps)} refusals/s, ${r.cpuUs.toFixed(1)} CPU µs each (${r.requests - r.non2xx} not refused)`);
+        const d = await progress.countdown(`${tag} · banned`, Math.min(o.durationS, 5), dropSample(t, o));
+        drops.set(t.name, [...(drops.get(t.name) ?? []), d]);
+        progress.log(`${tag} · banned: ${Math.round(d.perSecond)} conn/s, ${d.cpuUs.toFixed(1)} CPU µs per drop (${d.answered} answered)`);
+      }
+    }
+    data.proxied = Object.fromEntries(proxied);
+    data.refused = Object.fromEntries(refused);
+    data.drops = Object.fromEntries(drops);
+    const med = (m: Map<TargetName, Sample[]>, n: TargetName, k: keyof Sample) => median((m.get(n) ?? []).map((s) => s[k]));
+    const names = targets.map((t) => t.name);
+    tables.push({
+      title: `Proxied requests: 1 worker on core ${SERVER_CPUS} with the upstream, wrk on core ${LOADGEN_CPUS}, ${o.connections} connections, 1 tenant (median of ${o.runs})`,
+      columns: ['server', 'req/s', 'p50 µs', 'p99 µs', 'CPU µs/request'],
+      rows: names.map((n) => [n === 'upstream' ? 'upstream alone' : n, med(proxied, n, 'rps'), med(proxied, n, 'p50_us'), med(proxied, n, 'p99_us'), med(proxied, n, 'cpuUs')]),
+      note: 'CPU µs/request is the server\'s own CPU time (all its threads and processes, from /proc/PID/stat) over the requests wrk completed; the upstream\'s CPU is not in it (except on the "upstream alone" row). p50/p99 are wrk\'s (closed loop).',
+    });
+    const limited = names.filter((n) => n !== 'upstream');
+    tables.push({
+      title: 'Refusals: a spent tenant answered 429, and connections of a banned address dropped (median)',
+      columns: ['server', '429/s', 'CPU µs per 429', 'banned conn/s', 'CPU µs per dropped connection'],
+      rows: limited.map((n) => [n, med(refused, n, 'rps'), med(refused, n, 'cpuUs'), median((drops.get(n) ?? []).map((d) => d.perSecond)), median((drops.get(n) ?? []).map((d) => d.cpuUs))]),
+    });
+    const refs = limited.filter((n) => n !== 'ward');
+    if (names.includes('ward')) {
+      tables.push({
+        title: 'Ratios (ward ÷ reference; CPU below 1.00 and req/s above 1.00 mean ward is cheaper and faster)',
+        columns: ['against', 'req/s', 'CPU µs/request', 'CPU per 429', 'CPU per dropped connection'],
+        rows: [...(names.includes('upstream') ? ['upstream' as const] : []), ...refs].map((n) => [
+          n === 'upstream' ? 'upstream alone' : n,
+          ratio(med(proxied, 'ward', 'rps'), med(proxied, n, 'rps')),
+          ratio(med(proxied, 'ward', 'cpuUs'), med(proxied, n, 'cpuUs')),
+          n === 'upstream' ? '–' : ratio(med(refused, 'ward', 'cpuUs'), med(refused, n, 'cpuUs')),
+          n === 'upstream' ? '–' : ratio(median((drops.get('ward') ?? []).map((d) => d.cpuUs)), median((drops.get(n) ?? []).map((d) => d.cpuUs))),
+        ]),
+      });
+    }
+
+    // Added latency at half of ward's peak (or of the fastest server when ward is absent), open loop.
+    if (o.latency) {
+      const peak = med(proxied, names.includes('ward') ? 'ward' : limited[0] ?? 'upstream', 'rps');
+      const rate = Math.round(peak / 2);
+      const lat: Record<string, { p50: number; p99: number; p999: number; ok: number; offered: number }> = {};
+      for (const t of targets) {
+        const r = await progress.countdown(`latency at ${rate} req/s · ${t.name}`, o.durationS, runLoad({
+          host: '127.0.0.1',
+          port: t.port,
+          durationS: o.durationS,
+          flows: [{ name: t.name, kind: 'tenant', rate, path: BENCH_PATH, headers: { authorization: `Bearer ${tokens.ok}` }, maxConnections: o.connections }],
+        }));
+        const f = r.flows[0];
+        lat[t.name] = { p50: f.latency.p50_us, p99: f.latency.p99_us, p999: f.latency.p999_us, ok: f.ok, offered: f.offered };
+        progress.log(`latency at ${rate} req/s · ${t.name}: p50 ${f.latency.p50_us} µs, p99 ${f.latency.p99_us} µs (${f.ok}/${f.offered} ok)`);
+      }
+      data.latency = { rate, servers: lat };
+      const base = lat.upstream;
+      tables.push({
+        title: `Latency at a fixed ${rate} req/s (half of the peak), open loop from core ${LOADGEN_CPUS}`,
+        columns: ['server', 'p50 µs', 'p99 µs', 'p99.9 µs', 'added p99 µs (vs upstream alone)', 'answered 2xx / offered'],
+        rows: Object.entries(lat).map(([n, v]) => [n, v.p50, v.p99, v.p999, base && n !== 'upstream' ? v.p99 - base.p99 : '–', `${v.ok}/${v.offered}`]),
+        note: 'Latency runs from the moment each request was due, so queueing counts (no coordinated omission).',
+      });
+    }
+    for (const t of targets) if (t.name !== 'upstream') await t.stop();
+
+    if (o.workers2) tables.push(await workers2(o, setup, upstream, data));
+    if (o.scaling && o.include.has('ward')) {
+      const rows = await measureScaling({ upstreamPort, keys, cpus: SERVER_CPUS, loadgenCpus: LOADGEN_CPUS, durationS: o.durationS, progress, notes });
+      data.scaling = rows;
+      tables.push(scalingTable(rows));
+    }
+    const verdict = targetsVerdict(data, names);
+    return { scenario: 'bench', title: 'ward against nginx and haproxy', startedAt, machine, verdict, tables, charts: benchCharts(data, names), notes, data };
+  } finally {
+    await upstream.stop();
+  }
+}
+
+async function workers2(o: BenchOptions, s: Parameters<typeof startTargets>[0], upstream: BenchTarget, data: Record<string, unknown>): Promise<Table> {
+  // Everything may use both cores now: servers with two workers, the upstream, and wrk with two threads.
+  if (canPin()) await runToEnd('taskset', ['-a', '-p', '-c', '0,1', String(upstream.pid)]).catch(() => undefined);
+  const targets = await startTargets({ ...s, workers: 2, cpus: '0,1' }, upstream);
+  const rows = new Map<TargetName, Sample[]>();
+  try {
+    for (let round = 0; round < o.runs; round++) {
+      for (const t of rotate(targets, round)) {
+        const smp = await progress.countdown(`2 workers · round ${round + 1}/${o.runs} · ${t.name}`, o.durationS, wrkSample(t, s.tokens.ok, o, '0,1', 2));
+        rows.set(t.name, [...(rows.get(t.name) ?? []), smp]);
+        progress.log(`2 workers · round ${round + 1}/${o.runs} · ${t.name}: ${Math.round(smp.rps)} req/s, ${smp.cpuUs.toFixed(1)} CPU µs/req`);
+      }
+    }
+  } finally {
+    for (const t of targets) if (t.name !== 'upstream') await t.stop();
+  }
+  data.workers2 = Object.fromEntries(rows);
+  const m = (n: TargetName, k: keyof Sample) => median((rows.get(n) ?? []).map((x) => x[k]));
+  return {
+    title: `Two workers on both cores (ward --workers 2, nginx worker_processes 2, haproxy nbthread 2; upstream and wrk -t2 share the cores; median of ${o.runs})`,
+    columns: ['server', 'req/s', 'p99 µs', 'CPU µs/request', 'req/s ÷ nginx'],
+    rows: [...rows.keys()].map((n) => [n === 'upstream' ? 'upstream alone' : n, m(n, 'rps'), m(n, 'p99_us'), m(n, 'cpuUs'), rows.has('nginx') ? ratio(m(n, 'rps'), m('nginx', 'rps')) : '–']),
+  };
+}
+
+function targetsVerdict(data: Record<string, unknown>, names: readonly TargetName[]): Report['verdict'] {
+  if (!names.includes('ward') || !names.includes('nginx')) return undefined;
+  const pick = (k: string, n: string, f: 'rps' | 'cpuUs'): number => median(((data[k] as Record<string, Sample[]>)[n] ?? []).map((s) => s[f]));
+  const dropCpu = (n: string) => median(((data.drops as Record<string, DropSample[]>)[n] ?? []).map((d) => d.cpuUs));
+  const lines: string[] = [];
+  let pass = true;
+  const check = (ok: boolean, text: string) => {
+    pass &&= ok;
+    lines.push(`${ok ? 'met' : 'NOT met'}: ${text}`);
+  };
+  const cpuR = pick('proxied', 'ward', 'cpuUs') / pick('proxied', 'nginx', 'cpuUs');
+  check(cpuR <= 1, `CPU per proxied request ward/nginx = ${cpuR.toFixed(2)} (target ≤ 1.00${cpuR > 1 ? `; ${((cpuR - 1) * 100).toFixed(0)} % over` : ''})`);
+  const rpsR = pick('proxied', 'ward', 'rps') / pick('proxied', 'nginx', 'rps');
+  check(rpsR >= 1, `req/s ward/nginx = ${rpsR.toFixed(2)} (target ≥ 1.00${rpsR < 1 ? `; ${((1 - rpsR) * 100).toFixed(0)} % short` : ''})`);
+  const r429 = pick('refused', 'ward', 'cpuUs') / pick('refused', 'nginx', 'cpuUs');
+  check(r429 < 1, `CPU per 429 ward/nginx = ${r429.toFixed(2)} (target < 1.00)`);
+  const rDrop = dropCpu('ward') / dropCpu('nginx');
+  check(rDrop < 1, `CPU per dropped banned connection ward/nginx = ${rDrop.toFixed(2)} (target < 1.00)`);
+  const lat = data.latency as { rate: number; servers: Record<string, { p99: number }> } | undefined;
+  if (lat?.servers.ward && lat.servers.upstream) {
+    const added = lat.servers.ward.p99 - lat.servers.upstream.p99;
+    check(added < 1000, `p99 added by ward at ${lat.rate} req/s (half its peak) = ${added} µs (target < 1000 µs)`);
+  }
+  return { pass, lines };
+}
+
+function benchCharts(data: Record<string, unknown>, names: readonly TargetName[]): Report['charts'] {
+  const p = data.proxied as Record<string, Sample[]>;
+  const r = (data.refused ?? {}) as Record<string, Sample[]>;
+  const d = (data.drops ?? {}) as Record<string, DropSample[]>;
+  return [
+    { kind: 'bar', title: 'Proxied req/s on one core (median)', yLabel: 'req/s', categories: [...names], series: [{ name: 'req/s', values: names.map((n) => median((p[n] ?? []).map((s) => s.rps))) }] },
+    {
+      kind: 'bar',
+      title: 'CPU µs per request, per 429, per dropped connection (median)',
+      yLabel: 'CPU µs',
+      categories: [...names],
+      series: [
+        { name: 'proxied', values: names.map((n) => median((p[n] ?? []).map((s) => s.cpuUs))) },
+        { name: '429', values: names.map((n) => median((r[n] ?? []).map((s) => s.cpuUs))) },
+        { name: 'dropped connection', values: names.map((n) => median((d[n] ?? []).map((s) => s.cpuUs))) },
+      ],
+    },
+  ];
+}
+
+function parseOptions(argv: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      runs: { type: 'string' },
+      duration: { type: 'string' },
+      connections: { type: 'string' },
+      only: { type: 'string' },
+      quick: { type: 'boolean' },
+      'no-workers2': { type: 'boolean' },
+      'no-latency': { type: 'boolean' },
+      scaling: { type: 'boolean' },
+    },
+  });
+  const all: TargetName[] = ['upstream', 'ward', 'nginx', 'haproxy'];
+  const include = new Set<TargetName>(values.only ? (values.only.split(',') as TargetName[]) : all);
+  for (const n of include) if (!all.includes(n)) throw new Error(`--only takes ${all.join(',')}; got "${n}"`);
+  include.add('upstream');
+  const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  return {
+    runs: num(values.runs, values.quick ? 1 : 3),
+    durationS: num(values.duration, values.quick ? 3 : 10),
+    connections: num(values.connections, 64),
+    include,
+    workers2: !values['no-workers2'],
+    latency: !values['no-latency'],
+    scaling: !!values.scaling,
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  try {
+    const report = await runBench(parseOptions(process.argv.slice(2)));
+    const dir = writeReport(report);
+    const base = defaultReportsDir();
+    writeFileSync(join(base, 'bench-latest.md'), renderMarkdown(report));
+    writeFileSync(join(base, 'bench-latest.json'), JSON.stringify(report, null, 2) + '\n');
+    process.stdout.write(`\n${renderMarkdown(report)}\nreport: ${dir}/report.{md,json,html}, also loadtest/reports/bench-latest.{md,json}\n`);
+    process.exit(0);
+  } catch (e) {
+    process.stderr.write(`bench: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+}
