@@ -29,6 +29,8 @@ export interface ReleaseControllerOptions {
   /** Every change of any release's state (post these to listener threads' routers). */
   onChange?: (states: Record<string, ReleaseState>) => void;
   onDecision?: (release: string, decision: ReleaseDecision, state: ReleaseState) => void;
+  /** A store failure: routing goes on with the last known states, decisions wait for the store. */
+  onError?: (err: unknown, release: string) => void;
 }
 
 export interface SideView {
@@ -62,7 +64,7 @@ export interface ReleaseView {
 
 export interface ActionResult {
   ok: boolean;
-  error?: 'unknown_release' | 'conflict';
+  error?: 'unknown_release' | 'conflict' | 'store_unavailable';
   before?: ReleaseState;
   after?: ReleaseState;
 }
@@ -113,14 +115,20 @@ export class ReleaseController {
     for (const spec of Object.values(this.specs)) {
       const windowS = spec.analysis?.window_s ?? 60;
       if (this.windows.get(spec.name)?.windowS !== windowS) this.windows.set(spec.name, new ReleaseWindow(windowS));
-      let st = await this.store.load(spec.name);
-      if (st === undefined) {
-        const now = this.now();
-        const fresh: ReleaseState = { step: 0, status: 'running', stepStartedAt: now, updatedAt: now, by: 'policy', version: 1 };
-        st = (await this.store.save(spec.name, fresh, 0)) ? fresh : await this.store.load(spec.name);
-        if (st === fresh) this.count(spec.name, 'start');
+      const now = this.now();
+      const fresh: ReleaseState = { step: 0, status: 'running', stepStartedAt: now, updatedAt: now, by: 'policy', version: 1 };
+      try {
+        let st = await this.store.load(spec.name);
+        if (st === undefined) {
+          st = (await this.store.save(spec.name, fresh, 0)) ? fresh : await this.store.load(spec.name);
+          if (st === fresh) this.count(spec.name, 'start');
+        }
+        if (st !== undefined) this.states[spec.name] = st;
+      } catch (err) {
+        // Store unreachable at load: keep what this instance knew, or the first step (version 0: never stored).
+        this.states[spec.name] ??= { ...fresh, version: 0 };
+        this.opts.onError?.(err, spec.name);
       }
-      if (st !== undefined) this.states[spec.name] = st;
     }
     this.router.apply(policy);
     this.publish();
@@ -144,13 +152,17 @@ export class ReleaseController {
     this.addCounts(this.router.takeCounts());
     let changed = false;
     for (const spec of Object.values(this.specs)) {
-      const stored = await this.store.load(spec.name);
-      if (stored !== undefined && stored.version !== this.states[spec.name]?.version) {
-        this.states[spec.name] = stored; // another instance (or an admin action there) moved it
-        changed = true;
+      try {
+        const stored = await this.store.load(spec.name);
+        if (stored !== undefined && stored.version !== this.states[spec.name]?.version) {
+          this.states[spec.name] = stored; // another instance (or an admin action there) moved it
+          changed = true;
+        }
+        const d = this.decide(spec);
+        if (d !== undefined && (await this.commit(spec.name, d.decision, d.next))) changed = true;
+      } catch (err) {
+        this.opts.onError?.(err, spec.name);
       }
-      const d = this.decide(spec);
-      if (d !== undefined && (await this.commit(spec.name, d.decision, d.next))) changed = true;
     }
     if (changed) this.publish();
   }
@@ -198,8 +210,13 @@ export class ReleaseController {
   async action(name: string, action: ReleaseAction, by: string): Promise<ActionResult> {
     const spec = this.specs[name];
     if (spec === undefined || this.states[name] === undefined) return { ok: false, error: 'unknown_release' };
-    const fresh = await this.store.load(name);
-    if (fresh !== undefined) this.states[name] = fresh;
+    try {
+      const fresh = await this.store.load(name);
+      if (fresh !== undefined) this.states[name] = fresh;
+    } catch (err) {
+      this.opts.onError?.(err, name);
+      return { ok: false, error: 'store_unavailable' };
+    }
     const before = this.states[name]!;
     const now = this.now();
     const patch: Partial<ReleaseState> =
@@ -212,7 +229,12 @@ export class ReleaseController {
             : { status: 'aborted', reason: 'operator' };
     // A rollback's failures must not roll a resumed release straight back.
     if (action === 'resume' && (before.status === 'rolled_back' || before.status === 'aborted')) this.windows.get(name)?.clear();
-    if (!(await this.commit(name, action, patch, by))) return { ok: false, error: 'conflict', before };
+    try {
+      if (!(await this.commit(name, action, patch, by))) return { ok: false, error: 'conflict', before };
+    } catch (err) {
+      this.opts.onError?.(err, name);
+      return { ok: false, error: 'store_unavailable', before };
+    }
     this.publish();
     return { ok: true, before, after: this.states[name]! };
   }
