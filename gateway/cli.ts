@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger } from './log.js';
 
 const USAGE = `usage:
-  ward serve --policies DIR [--workers N]
+  ward serve --policies DIR [--workers N] [--drain-timeout S]
   ward policy check DIR
   ward token --tenant T [--sub S] [--ttl 1h] --policies DIR
   ward demo            (the example policy in policies/ plus its demo upstream: what npm start runs)`;
@@ -17,13 +17,13 @@ function fail(msg: string): never {
   process.exit(1);
 }
 
-async function serve(dir: string, workers: number | undefined, extra?: () => Promise<void>): Promise<void> {
+async function serve(dir: string, workers: number | undefined, extra?: () => Promise<void>, drainTimeoutMs?: number): Promise<void> {
   const log = createLogger();
   // Loaded lazily so `ward policy check` and `ward token` never need the native server.
   let sup: import('./instance/supervisor.js').Supervisor;
   try {
     const { Supervisor } = await import('./instance/supervisor.js');
-    sup = new Supervisor({ dir, workers, log });
+    sup = new Supervisor({ dir, workers, log, drainTimeoutMs });
     await extra?.();
     await sup.start();
   } catch (err) {
@@ -39,11 +39,14 @@ async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'serve': {
-      const { values } = parseArgs({ args: rest, options: { policies: { type: 'string' }, workers: { type: 'string' } } });
+      const { values } = parseArgs({ args: rest, options: { policies: { type: 'string' }, workers: { type: 'string' }, 'drain-timeout': { type: 'string' } } });
       if (!values.policies) fail(`serve needs --policies DIR\n${USAGE}`);
       const workers = values.workers !== undefined ? Number(values.workers) : undefined;
       if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1)) fail(`--workers must be a whole number ≥ 1, got "${values.workers}"`);
-      return serve(values.policies, workers);
+      // How long SIGTERM waits for in-flight requests (default 10 s): fit it to the orchestrator's grace period.
+      const drain = values['drain-timeout'] !== undefined ? Number(values['drain-timeout']) : undefined;
+      if (drain !== undefined && !(Number.isFinite(drain) && drain >= 0)) fail(`--drain-timeout must be a number of seconds ≥ 0, got "${values['drain-timeout']}"`);
+      return serve(values.policies, workers, undefined, drain !== undefined ? drain * 1000 : undefined);
     }
     case 'policy': {
       if (rest[0] !== 'check' || !rest[1]) fail(`usage: ward policy check DIR`);

@@ -59,6 +59,7 @@ export async function startBenchWard(s: TargetSetup): Promise<BenchTarget> {
     s.keys,
   );
   const child = await startWard(policy, { workers: s.workers, cpus: s.cpus });
+  if (!s.banned.length) return { name: 'ward', port: policy.port, pid: child.pid, limits: true, stop: () => child.stop() };
   // Get the banned addresses banned: their first requests go over the per-address rate.
   const warm = await runConnectFlood({ host: '127.0.0.1', port: policy.port, addresses: s.banned, durationS: 1, path: BENCH_PATH });
   if (warm.dropped === 0) s.notes.push(`ward did not ban ${s.banned.join(', ')} while warming up (${warm.answered} answered): its drop cost is not measured`);

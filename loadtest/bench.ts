@@ -1,23 +1,22 @@
 // `npm run bench`: ward and the references in one run, interleaved round by round, against the same
 // upstream with the same placement (servers and upstream on core 0, the load generator on core 1),
 // medians of several runs. Options: --runs N --duration S --connections C --only ward,nginx
-// --quick (1 run of 3 s) --no-workers2 --no-latency --scaling.
+// --quick (1 run of 3 s) --no-workers2 --no-latency --scaling [--scaling-sizes 1,10000,1000000].
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { benchTokens, BENCH_PATH, startTargets, type BenchTarget, type TargetName } from './bench-targets.js';
-import { runConnectFlood } from './connect-flood.js';
-import { cpuBetween, cpuMicrosPer, sampleCpu } from './cpu.js';
 import { runLoad } from './load-gen.js';
-import { canPin, runToEnd, startChild } from './processes.js';
+import { canPin, runToEnd } from './processes.js';
 import { Progress } from './progress.js';
 import { ensureTools, findBinary } from './references.js';
 import { defaultReportsDir, machineInfo, renderMarkdown, writeReport, type Report, type Table } from './report.js';
 import { measureScaling, scalingTable } from './scaling.js';
+import { dropSample, median, ratio, wrkSample as measureWrk, type DropSample, type WrkSample as Sample } from './samples.js';
+import { spawnUpstream } from './upstream.js';
 import { makeKeys } from './ward.js';
-import { runWrk } from './wrk.js';
 
 export interface BenchOptions {
   readonly runs: number;
@@ -27,29 +26,7 @@ export interface BenchOptions {
   readonly workers2: boolean;
   readonly latency: boolean;
   readonly scaling: boolean;
-}
-
-interface Sample {
-  readonly rps: number;
-  readonly p50_us: number;
-  readonly p99_us: number;
-  readonly cpuUs: number;
-  readonly non2xx: number;
-  readonly requests: number;
-}
-
-interface DropSample {
-  readonly perSecond: number;
-  readonly cpuUs: number;
-  readonly dropped: number;
-  readonly answered: number;
-}
-
-export function median(xs: readonly number[]): number {
-  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  if (!v.length) return NaN;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+  readonly scalingSizes: readonly number[];
 }
 
 const BANNED = ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'];
@@ -58,26 +35,12 @@ const LOADGEN_CPUS = '1';
 
 const progress = new Progress();
 
-async function wrkSample(t: BenchTarget, token: string, o: BenchOptions, cpus: string, threads = 1): Promise<Sample> {
-  const before = sampleCpu(t.pid);
-  const r = await runWrk({ url: `http://127.0.0.1:${t.port}${BENCH_PATH}`, connections: o.connections, durationS: o.durationS, token, cpus, threads });
-  const usage = cpuBetween(before, sampleCpu(t.pid));
-  return { rps: r.rps, p50_us: r.latency.p50_us, p99_us: r.latency.p99_us, cpuUs: cpuMicrosPer(usage, r.requests), non2xx: r.non2xx, requests: r.requests };
-}
-
-async function dropSample(t: BenchTarget, o: BenchOptions): Promise<DropSample> {
-  const before = sampleCpu(t.pid);
-  const r = await runConnectFlood({ host: '127.0.0.1', port: t.port, addresses: BANNED, durationS: Math.min(o.durationS, 5), path: BENCH_PATH });
-  const usage = cpuBetween(before, sampleCpu(t.pid));
-  return { perSecond: r.perSecond, cpuUs: cpuMicrosPer(usage, r.dropped), dropped: r.dropped, answered: r.answered };
+function wrkSample(t: BenchTarget, token: string, o: BenchOptions, cpus: string, threads = 1): Promise<Sample> {
+  return measureWrk(t, { path: BENCH_PATH, token, durationS: o.durationS, connections: o.connections, cpus, threads });
 }
 
 function rotate<T>(xs: readonly T[], by: number): T[] {
   return xs.map((_, i) => xs[(i + by) % xs.length]);
-}
-
-function ratio(a: number, b: number): string {
-  return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : '–';
 }
 
 export async function runBench(o: BenchOptions): Promise<Report> {
@@ -91,15 +54,9 @@ export async function runBench(o: BenchOptions): Promise<Report> {
 
   const keys = await makeKeys();
   const tokens = await benchTokens(keys);
-  const upChild = await startChild({
-    name: 'upstream',
-    cmd: process.execPath,
-    args: [fileURLToPath(new URL('./upstream.js', import.meta.url)), '--port', '0'],
-    cpus: SERVER_CPUS,
-    readyLine: (l) => l.includes('"listening"'),
-  });
-  const upstreamPort = (JSON.parse(upChild.lines.find((l) => l.includes('"listening"'))!) as { port: number }).port;
-  const upstream: BenchTarget = { name: 'upstream', port: upstreamPort, pid: upChild.pid, limits: false, stop: () => upChild.stop() };
+  const up = await spawnUpstream(SERVER_CPUS);
+  const upstreamPort = up.port;
+  const upstream: BenchTarget = { name: 'upstream', port: up.port, pid: up.pid, limits: false, stop: () => up.stop() };
   const tables: Table[] = [];
   const data: Record<string, unknown> = { options: { ...o, include: [...o.include] } };
   try {
@@ -118,7 +75,7 @@ export async function runBench(o: BenchOptions): Promise<Report> {
         const r = await progress.countdown(`${tag} · 429`, o.durationS, wrkSample(t, tokens.tiny, o, LOADGEN_CPUS));
         refused.set(t.name, [...(refused.get(t.name) ?? []), r]);
         progress.log(`${tag} · 429: ${Math.round(r.rps)} refusals/s, ${r.cpuUs.toFixed(1)} CPU µs each (${r.requests - r.non2xx} not refused)`);
-        const d = await progress.countdown(`${tag} · banned`, Math.min(o.durationS, 5), dropSample(t, o));
+        const d = await progress.countdown(`${tag} · banned`, Math.min(o.durationS, 5), dropSample(t, BANNED, Math.min(o.durationS, 5), BENCH_PATH));
         drops.set(t.name, [...(drops.get(t.name) ?? []), d]);
         progress.log(`${tag} · banned: ${Math.round(d.perSecond)} conn/s, ${d.cpuUs.toFixed(1)} CPU µs per drop (${d.answered} answered)`);
       }
@@ -184,7 +141,7 @@ export async function runBench(o: BenchOptions): Promise<Report> {
 
     if (o.workers2) tables.push(await workers2(o, setup, upstream, data));
     if (o.scaling && o.include.has('ward')) {
-      const rows = await measureScaling({ upstreamPort, keys, cpus: SERVER_CPUS, loadgenCpus: LOADGEN_CPUS, durationS: o.durationS, progress, notes });
+      const rows = await measureScaling({ upstreamPort, keys, cpus: SERVER_CPUS, loadgenCpus: LOADGEN_CPUS, durationS: o.durationS, sizes: o.scalingSizes, progress, notes });
       data.scaling = rows;
       tables.push(scalingTable(rows));
     }
@@ -278,6 +235,7 @@ function parseOptions(argv: string[]): BenchOptions {
       'no-workers2': { type: 'boolean' },
       'no-latency': { type: 'boolean' },
       scaling: { type: 'boolean' },
+      'scaling-sizes': { type: 'string' },
     },
   });
   const all: TargetName[] = ['upstream', 'ward', 'nginx', 'haproxy'];
@@ -292,7 +250,8 @@ function parseOptions(argv: string[]): BenchOptions {
     include,
     workers2: !values['no-workers2'],
     latency: !values['no-latency'],
-    scaling: !!values.scaling,
+    scaling: !!values.scaling || values['scaling-sizes'] !== undefined,
+    scalingSizes: (values['scaling-sizes'] ?? '1,10000,1000000').split(',').map(Number),
   };
 }
 

@@ -27,6 +27,8 @@ export interface ConnectFloodResult {
   readonly dropped: number;
   /** The server answered instead: the address was not banned. */
   readonly answered: number;
+  /** Status lines of those answers, counted (e.g. {"HTTP/1.1 401 Unauthorized": 3}). */
+  readonly answers: Readonly<Record<string, number>>;
   /** Could not connect at all (refused, no such address, timeout). */
   readonly failed: number;
   readonly perSecond: number;
@@ -43,6 +45,7 @@ export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFl
   let answered = 0;
   let failed = 0;
   let turn = 0;
+  const answers: Record<string, number> = {};
   const once = () =>
     new Promise<void>((resolve) => {
       const localAddress = addressAt(turn++);
@@ -52,8 +55,10 @@ export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFl
         connected = true;
         s.write(request);
       });
-      s.on('data', () => {
+      s.on('data', (d: Buffer) => {
         gotBytes = true;
+        const status = d.toString('latin1', 0, Math.min(d.length, 64)).split('\r\n')[0];
+        answers[status] = (answers[status] ?? 0) + 1;
         s.destroy();
       });
       // A reset right after the handshake (haproxy's connection reject) is a drop too.
@@ -76,5 +81,5 @@ export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFl
   const t0 = performance.now();
   await Promise.all(Array.from({ length: o.concurrency ?? 32 }, loop));
   const secs = (performance.now() - t0) / 1000;
-  return { connections, dropped, answered, failed, perSecond: connections / secs };
+  return { connections, dropped, answered, answers, failed, perSecond: connections / secs };
 }

@@ -1,5 +1,6 @@
 // CPU time and memory of a process tree, read from /proc. utime+stime of /proc/PID/stat covers every
-// thread of the process; child processes (nginx workers, ward in process mode) are found by ppid.
+// thread of the process; child processes (nginx workers, ward in process mode) are found by ppid, and
+// cutime+cstime bring in the children that ended and were reaped during the run.
 
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -32,11 +33,12 @@ function readStat(pid: number): StatLine | undefined {
   }
   // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // rest[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
-  return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) };
+  // rest[0] is field 3 (state); ppid is field 4, utime 14, stime 15, cutime 16, cstime 17.
+  return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]) };
 }
 
-/** utime+stime of one process (all its threads), in clock ticks; undefined once it is gone. */
+/** utime+stime of one process (all its threads) plus that of its reaped children, in clock ticks;
+ * undefined once it is gone. */
 export function readCpuTicks(pid: number): number | undefined {
   return readStat(pid)?.ticks;
 }
@@ -100,10 +102,12 @@ export interface CpuUsage {
   readonly cores: number;
 }
 
-/** CPU used between two samples; a process born in between counts from zero. */
+/** CPU used between two samples. A process born in between counts from zero; one that ended in
+ * between is in its parent's cutime by then, so what it had used before the first sample comes off. */
 export function cpuBetween(before: CpuSample, after: CpuSample): CpuUsage {
   let ticks = 0;
   for (const [pid, t] of after.ticks) ticks += t - (before.ticks.get(pid) ?? 0);
+  for (const [pid, t] of before.ticks) if (!after.ticks.has(pid)) ticks -= t;
   const cpuMs = (ticks * 1000) / clockTicksPerSecond();
   const wallMs = after.atMs - before.atMs;
   return { cpuMs, wallMs, cores: wallMs > 0 ? cpuMs / wallMs : 0 };

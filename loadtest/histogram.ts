@@ -79,5 +79,5 @@ function upperOf(slot: number): number {
   if (slot < SUB) return slot;
   const mag = Math.floor(slot / SUB);
   const sub = slot % SUB;
-  return ((SUB + sub + 1) << (mag - 1)) - 1;
+  return (SUB + sub + 1) * 2 ** (mag - 1) - 1;
 }

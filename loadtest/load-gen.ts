@@ -20,6 +20,8 @@ export interface FlowSpec {
   readonly localAddresses?: readonly string[];
   /** Most connections open at once (each carries one request at a time); default 64. */
   readonly maxConnections?: number;
+  /** Flows of one group also get merged latency figures (e.g. every well-behaved tenant). */
+  readonly group?: string;
 }
 
 export interface SecondStats {
@@ -54,6 +56,8 @@ export interface FlowResult {
   readonly errors: number;
   /** Due but never sent: the backlog went over one second of traffic, or it was still queued at the end. */
   readonly unsent: number;
+  /** Sent more than 5 ms after they were due (no free connection, or a stalled generator). */
+  readonly late: number;
   /** Sent but still unanswered when the run ended (after the drain). */
   readonly unanswered: number;
   readonly connections: number;
@@ -71,17 +75,50 @@ export interface LoadOptions {
   readonly durationS: number;
   /** Seconds of traffic before the measured part (connections open, JIT warms up); default 1. */
   readonly warmupS?: number;
+  /** `spin` (default) checks for due requests on every event-loop turn: µs-precise, but keeps the core
+   * busy. `timer` sleeps between 1 ms ticks, so a lower-priority process on the same core gets the rest. */
+  readonly pace?: 'spin' | 'timer';
+  /** Latency from the moment a request was due (default: queueing anywhere counts), or from the moment it
+   * was written (the generator's own lateness left out; requests that wait for a connection are counted as `late`). */
+  readonly latencyFrom?: 'due' | 'sent';
   /** How long to wait for answers after the last request was due; default 2000 ms. */
   readonly drainMs?: number;
   /** Called once a second with the seconds elapsed and the flows so far. */
   readonly onSecond?: (t: number, flows: readonly FlowResult[]) => void;
 }
 
+/** Latency of every answered request of a group's flows, overall and per second. */
+export interface GroupResult {
+  readonly name: string;
+  readonly latency: LatencySummary;
+  readonly timeline: readonly { readonly t: number; readonly p50_us: number; readonly p99_us: number }[];
+  /** The merged histogram, to merge further across runs (not serialised). */
+  readonly histogram: Histogram;
+}
+
 export interface LoadResult {
   readonly durationS: number;
   readonly flows: readonly FlowResult[];
+  readonly groups: readonly GroupResult[];
+  /** Per flow: every answered request's latency, to merge across runs (not serialised). */
+  readonly histograms: ReadonlyMap<string, Histogram>;
   /** How late the generator itself put requests on the wire queue: the floor of every latency here. */
   readonly generatorLag: LatencySummary;
+}
+
+class GroupRun {
+  readonly hist = new Histogram();
+  sec = new Histogram();
+  readonly timeline: { t: number; p50_us: number; p99_us: number }[] = [];
+  constructor(readonly name: string) {}
+  record(us: number): void {
+    this.hist.record(us);
+    this.sec.record(us);
+  }
+  closeSecond(t: number): void {
+    this.timeline.push({ t, p50_us: this.sec.percentile(50), p99_us: this.sec.percentile(99) });
+    this.sec = new Histogram();
+  }
 }
 
 class FlowRun {
@@ -92,7 +129,8 @@ class FlowRun {
   offered = 0;
   readonly conns = new Set<RawConnection>();
   readonly idle: RawConnection[] = [];
-  readonly intended = new Map<RawConnection, number>();
+  inFlight = 0;
+  late = 0;
   addrTurn = 0;
   sent = 0;
   ok = 0;
@@ -108,7 +146,7 @@ class FlowRun {
   sec = { sent: 0, ok: 0, limited: 0, other: 0, dropped: 0, hist: new Histogram() };
   readonly timeline: SecondStats[] = [];
 
-  constructor(readonly spec: FlowSpec, host: string, port: number) {
+  constructor(readonly spec: FlowSpec, host: string, port: number, readonly group: GroupRun | undefined) {
     const h = { host: `${host}:${port}`, ...spec.headers };
     const lines = [`${spec.method ?? 'GET'} ${spec.path} HTTP/1.1`, ...Object.entries(h).map(([k, v]) => `${k}: ${v}`)];
     this.request = Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
@@ -135,6 +173,7 @@ class FlowRun {
       dropped: this.dropped,
       errors: this.errors,
       unsent: this.unsent + (this.queue.length - this.qHead),
+      late: this.late,
       unanswered,
       connections: this.connections,
       latency: this.hist.summary(),
@@ -145,7 +184,9 @@ class FlowRun {
 }
 
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
-  const runs = o.flows.map((f) => new FlowRun(f, o.host, o.port));
+  const groups = new Map<string, GroupRun>();
+  for (const f of o.flows) if (f.group && !groups.has(f.group)) groups.set(f.group, new GroupRun(f.group));
+  const runs = o.flows.map((f) => new FlowRun(f, o.host, o.port, f.group ? groups.get(f.group) : undefined));
   const lag = new Histogram();
   const start = performance.now();
   // Everything due before t0 is warm-up: sent, but counted nowhere.
@@ -153,6 +194,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const endAt = t0 + o.durationS * 1000;
   let stopped = false;
   let second = 1;
+  const fromSent = o.latencyFrom === 'sent';
+  const spin = (o.pace ?? 'spin') === 'spin';
 
   const dispatch = (f: FlowRun) => {
     while (f.qHead < f.queue.length) {
@@ -169,10 +212,13 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         conn = open(f);
       }
       const due = f.queue[f.qHead++];
-      f.intended.set(conn, due);
+      conn.due = due;
+      conn.sentAt = performance.now();
+      f.inFlight++;
       if (due >= t0) {
         f.sent++;
         f.sec.sent++;
+        if (conn.sentAt - due > 5) f.late++;
       }
       conn.send(f.request);
     }
@@ -189,16 +235,18 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       {
         onResponse(status) {
           const now = performance.now();
-          const due = f.intended.get(conn) ?? now;
-          f.intended.delete(conn);
+          const due = conn.due;
+          const from = fromSent ? conn.sentAt : due;
+          f.inFlight--;
           if (conn.usable) f.idle.push(conn);
           if (due < t0) {
             if (!stopped) dispatch(f);
             return;
           }
-          const us = (now - due) * 1000;
+          const us = (now - from) * 1000;
           f.hist.record(us);
           f.sec.hist.record(us);
+          f.group?.record(us);
           f.statuses[status] = (f.statuses[status] ?? 0) + 1;
           if (status >= 200 && status < 300) {
             f.ok++;
@@ -215,9 +263,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         },
         onClose(inFlight, answered) {
           f.conns.delete(conn);
-          const due = f.intended.get(conn) ?? 0;
-          f.intended.delete(conn);
-          if (inFlight && due >= t0) {
+          if (inFlight) f.inFlight--;
+          if (inFlight && conn.due >= t0) {
             if (answered) f.errors++;
             else if (conn.connected) {
               f.dropped++;
@@ -263,20 +310,28 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       }
       if (now >= t0 + second * 1000 && second <= o.durationS) {
         for (const f of runs) f.closeSecond(second);
-        o.onSecond?.(second, runs.map((f) => f.result(f.intended.size)));
+        for (const g of groups.values()) g.closeSecond(second);
+        o.onSecond?.(second, runs.map((f) => f.result(f.inFlight)));
         second++;
       }
       if (now >= endAt) resolve();
-      else setImmediate(tick);
+      else if (spin) setImmediate(tick);
+      else setTimeout(tick, 1);
     };
     setImmediate(tick);
   });
 
   // Let outstanding answers arrive, then close everything.
   const drainEnd = performance.now() + (o.drainMs ?? 2000);
-  while (runs.some((f) => f.intended.size > 0) && performance.now() < drainEnd) await new Promise((r) => setTimeout(r, 10));
+  while (runs.some((f) => f.inFlight > 0) && performance.now() < drainEnd) await new Promise((r) => setTimeout(r, 10));
   stopped = true;
-  const results = runs.map((f) => f.result(f.intended.size));
+  const results = runs.map((f) => f.result(f.inFlight));
   for (const f of runs) for (const c of f.conns) c.close();
-  return { durationS: o.durationS, flows: results, generatorLag: lag.summary() };
+  return {
+    durationS: o.durationS,
+    flows: results,
+    histograms: new Map(runs.map((f) => [f.spec.name, f.hist])),
+    groups: [...groups.values()].map((g) => ({ name: g.name, latency: g.hist.summary(), timeline: g.timeline, histogram: g.hist })),
+    generatorLag: lag.summary(),
+  };
 }

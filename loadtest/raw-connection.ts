@@ -33,6 +33,9 @@ export class RawConnection {
   readonly socket: Socket;
   connected = false;
   inFlight = false;
+  /** The load generator's bookkeeping for the request in flight: when it was due, when it was written. */
+  due = 0;
+  sentAt = 0;
   closed = false;
   private answered = false;
   private buf: Buffer | undefined;

@@ -109,7 +109,7 @@ export function renderHtml(r: Report): string {
     '<style>body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#111}' +
       'table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #d1d5db;padding:4px 10px}' +
       'td:not(:first-child),th:not(:first-child){text-align:right}th{background:#f3f4f6}' +
-      '.pass{color:#15803d}.fail{color:#b91c1c}figure{margin:1.5em 0}</style></head><body>',
+      '.pass{color:#15803d}.fail{color:#b91c1c}figure{margin:1.5em 0}svg{max-width:100%;height:auto}</style></head><body>',
     `<h1>${e(r.title)}</h1>`,
     `<p>Started ${e(r.startedAt)} on ${e(machineLine(r.machine))}.</p>`,
   ];

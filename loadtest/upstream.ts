@@ -5,6 +5,7 @@
 
 import uws from 'uWebSockets.js';
 import { fileURLToPath } from 'node:url';
+import { startChild, type Child } from './processes.js';
 
 export const UPSTREAM_BODY = '{"ok":true}';
 
@@ -31,6 +32,13 @@ export function startUpstream(port = 0, host = '127.0.0.1'): Promise<Upstream> {
   app.ws('/*', {
     maxPayloadLength: 1 << 20,
     idleTimeout: 120,
+    // Accept the first subprotocol offered (e.g. "sip"), as a real SIP-over-WebSocket server would.
+    upgrade: (res, req, context) => {
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = req.getHeader('sec-websocket-protocol').split(',')[0].trim();
+      const extensions = req.getHeader('sec-websocket-extensions');
+      res.upgrade({}, key, protocol, extensions, context);
+    },
     message: (ws, message, isBinary) => {
       if (isBinary) {
         ws.send(message, true);
@@ -49,12 +57,34 @@ export function startUpstream(port = 0, host = '127.0.0.1'): Promise<Upstream> {
   });
 }
 
+export interface UpstreamChild {
+  readonly port: number;
+  readonly pid: number;
+  readonly child: Child;
+  stop(): Promise<void>;
+}
+
+/** The upstream as its own process, pinned to `cpus`, so its CPU is not counted as the caller's. */
+export async function spawnUpstream(cpus?: string): Promise<UpstreamChild> {
+  const child = await startChild({
+    name: 'upstream',
+    cmd: process.execPath,
+    args: [fileURLToPath(import.meta.url), '--port', '0'],
+    cpus,
+    readyLine: (l) => l.includes('"listening"'),
+  });
+  const port = (JSON.parse(child.lines.find((l) => l.includes('"listening"'))!) as { port: number }).port;
+  return { port, pid: child.pid, child, stop: () => child.stop() };
+}
+
 /** 200 OK for a SIP request (copying Via, From, To, Call-ID, CSeq), undefined for anything else. */
 export function sipReply(text: string): string | undefined {
   if (!/^[A-Z]+ sip:/.test(text)) return undefined;
+  // The To of a response to a dialog-creating request carries the callee's tag (RFC 3261 §8.2.6.2).
   const keep = text
     .split('\r\n')
-    .filter((l) => /^(via|from|to|call-id|cseq):/i.test(l));
+    .filter((l) => /^(via|from|to|call-id|cseq):/i.test(l))
+    .map((l) => (/^to:/i.test(l) && !/;\s*tag=/i.test(l) ? `${l};tag=up${Math.floor(Math.random() * 1e9)}` : l));
   return ['SIP/2.0 200 OK', ...keep, 'Content-Length: 0', '', ''].join('\r\n');
 }
 

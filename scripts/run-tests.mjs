@@ -16,5 +16,5 @@ function find(dir, out) {
 const filter = process.argv.slice(2);
 let files = find('dist', []).sort();
 if (filter.length) files = files.filter((f) => filter.some((s) => f.includes(s)));
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=180000', ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -48,6 +48,8 @@ describe('upstream errors', () => {
   const held: ServerResponse[] = [];
   /** Requests whose connection closed before the upstream answered. */
   const cancelled: string[] = [];
+  /** Bodies streamed to /v1/upload, and whether each was cut off before its end. */
+  const uploads: Array<{ bytes: number; cutOff: boolean }> = [];
 
   const inUse = async (): Promise<number> =>
     metric((await request(w.admin + '/metrics')).body, 'ward_concurrency_in_use', { tenant: 'acme', pool: 'calls' });
@@ -55,9 +57,24 @@ describe('upstream errors', () => {
 
   before(async () => {
     up = await startUpstream();
+    up.server.prependListener('request', (req: IncomingMessage) => {
+      if (req.url !== '/v1/upload') return;
+      const rec = { bytes: 0, cutOff: false };
+      uploads.push(rec);
+      req.on('data', (c: Buffer) => (rec.bytes += c.length));
+      req.on('close', () => (rec.cutOff = !req.complete));
+    });
     up.handle = (req: IncomingMessage, res: ServerResponse) => {
       const path = req.url!.split('?')[0];
       if (path === '/v1/reset') return void req.socket.resetAndDestroy();
+      if (path === '/v1/garbage') return void req.socket.end('HTTP/1.1 two hundred\r\nwhat: ever\r\n\r\n');
+      if (path === '/v1/slow-body') {
+        // The head is prompt; the body takes longer than timeout_ms, which bounds the head only.
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('first ');
+        setTimeout(() => res.end('last'), TIMEOUT_MS * 1.5);
+        return;
+      }
       if (path === '/v1/cut') {
         // Head and part of the body, then a reset: too late for a status.
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100000' });
@@ -122,10 +139,29 @@ describe('upstream errors', () => {
   });
 
   it('cuts the client connection when the upstream resets after the response started', async () => {
+    const count = async (outcome: string) => metric((await request(w.admin + '/metrics')).body, 'ward_requests_total', { tenant: 'acme', route: 'api', outcome });
+    const [failedBefore, abortedBefore] = [await count('upstream_unavailable'), await count('client_aborted')];
     await assert.rejects(request(w.base + '/v1/cut', { headers: bearer(token) }), (e: NodeJS.ErrnoException) => {
       assert.ok(e.code === 'ECONNRESET' || e.message === 'aborted', String(e));
       return true;
     });
+    await leasesBackToZero();
+    // Counted as the upstream's failure, not as a client hang-up.
+    assert.equal(await count('upstream_unavailable'), failedBefore + 1);
+    assert.equal(await count('client_aborted'), abortedBefore);
+  });
+
+  it('answers 502 upstream_unavailable when the upstream answers with something that is not HTTP', async () => {
+    const r = await request(w.base + '/v1/garbage', { headers: bearer(token) });
+    assert.equal(r.status, 502, r.body);
+    assert.equal(r.json().error, 'upstream_unavailable');
+    await leasesBackToZero();
+  });
+
+  it('does not time out a response whose head came in time but whose body is slow', async () => {
+    const r = await request(w.base + '/v1/slow-body', { headers: bearer(token) });
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'first last');
     await leasesBackToZero();
   });
 
@@ -154,6 +190,18 @@ describe('upstream errors', () => {
     await leasesBackToZero();
     const m = (await request(w.admin + '/metrics')).body;
     assert.ok(metric(m, 'ward_requests_total', { tenant: 'acme', route: 'api', outcome: 'client_aborted' }) >= 1, m);
+  });
+
+  it('cancels the upstream request when the client hangs up in the middle of its body', async () => {
+    const n = uploads.length;
+    const req = httpRequest(w.base + '/v1/upload', { method: 'POST', agent: false, headers: { ...bearer(token), 'transfer-encoding': 'chunked' } });
+    req.on('error', () => {});
+    req.write(Buffer.alloc(8192, 97));
+    await until('the upstream to receive the first bytes', () => uploads.length > n && uploads[n]!.bytes > 0);
+    assert.equal(await inUse(), 1);
+    req.destroy();
+    await until('the upstream to see the upload cut off', () => uploads[n]!.cutOff);
+    await leasesBackToZero();
   });
 
   it('counts each ending in ward_requests_total', async () => {

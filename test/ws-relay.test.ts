@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { startWsWard, startUpstream, connect, closed, messages, eventually, UpgradeRefused, type WsWard, type Upstream } from './support/ws-gateway.js';
 
+const T = { timeout: 30_000 };
 let echo: Upstream;
 let silent: Server;
 let silentPort: number;
@@ -45,7 +46,7 @@ after(async () => {
 
 const auth = (tenant = 'acme') => ({ headers: { authorization: `Bearer ${ward.token(tenant)}` } });
 
-test('relays text and binary messages unchanged and in order, 1 MB ones included', async () => {
+test('relays text and binary messages unchanged and in order, 1 MB ones included', T, async () => {
   const { ws } = await connect(ward.url('/v1/signal/room'), [], auth());
   const sent: Array<{ data: Buffer; isBinary: boolean }> = [];
   for (let i = 0; i < 200; i++) {
@@ -65,7 +66,7 @@ test('relays text and binary messages unchanged and in order, 1 MB ones included
   await closed(ws);
 });
 
-test('the upstream gets the path, the query without access_token, and ward\'s identity headers', async () => {
+test('the upstream gets the path, the query without access_token, and ward\'s identity headers', T, async () => {
   const n = echo.handshakes.length;
   const { ws } = await connect(ward.url(`/v1/signal/x?room=7&access_token=${ward.token('acme')}`), [], { headers: { 'x-ward-tenant': 'evil', 'x-request-id': 'forged' } });
   const h = echo.handshakes[n]!;
@@ -77,22 +78,23 @@ test('the upstream gets the path, the query without access_token, and ward\'s id
   await closed(ws);
 });
 
-test('the client gets the subprotocol the upstream chose', async () => {
+test('the client gets the subprotocol the upstream chose', T, async () => {
   const { ws, protocol } = await connect(ward.url('/v1/signal'), ['sip', 'chat'], auth());
   assert.equal(protocol, 'sip');
   ws.close();
   await closed(ws);
 });
 
-test('close codes and reasons pass through both ways', async () => {
+test('close codes and reasons pass through both ways', T, async () => {
   // client → upstream
   let up = echo.nextConnection();
   let { ws } = await connect(ward.url('/v1/signal'), [], auth());
   let upWs = await up;
   const upSaw = closed(upWs);
+  const clientDone = closed(ws);
   ws.close(4001, 'client says bye');
   assert.deepEqual(await upSaw, { code: 4001, reason: 'client says bye' });
-  await closed(ws);
+  await clientDone;
 
   // upstream → client, after the messages it sent first
   up = echo.nextConnection();
@@ -124,7 +126,7 @@ test('close codes and reasons pass through both ways', async () => {
   assert.deepEqual(await dropped, { code: 1014, reason: 'upstream_reset' });
 });
 
-test('a session holds one lease of its pool until either side closes', async () => {
+test('a session holds one lease of its pool until either side closes', T, async () => {
   const inUse = () => ward.metric('ward_concurrency_in_use', { tenant: 'pooled', pool: 'sessions' });
   const up1 = echo.nextConnection();
   const a = await connect(ward.url('/v1/signal'), [], auth('pooled'));
@@ -148,7 +150,7 @@ test('a session holds one lease of its pool until either side closes', async () 
   await eventually(() => ward.metric('ward_ws_sessions_open', { tenant: 'pooled' }), (n) => n === 0);
 });
 
-test('upgrades are authenticated by header or access_token before any upstream connection', async () => {
+test('upgrades are authenticated by header or access_token before any upstream connection', T, async () => {
   const before = echo.handshakes.length;
   await assert.rejects(connect(ward.url('/v1/signal')), (e: UpgradeRefused) => {
     assert.equal(e.status, 401);
@@ -164,7 +166,7 @@ test('upgrades are authenticated by header or access_token before any upstream c
   await closed(q.ws);
 });
 
-test('refused upgrades get the HTTP answers of the table', async () => {
+test('refused upgrades get the HTTP answers of the table', T, async () => {
   await assert.rejects(connect(ward.url('/v1/nowhere'), [], auth()), (e: UpgradeRefused) => e.status === 404 && JSON.parse(e.body).error === 'no_route');
   await assert.rejects(connect(ward.url('/v1/api'), [], auth()), (e: UpgradeRefused) => e.status === 404);
   // the tenant's bucket is charged per upgrade
@@ -182,7 +184,7 @@ test('refused upgrades get the HTTP answers of the table', async () => {
   await eventually(() => ward.metric('ward_concurrency_in_use', { tenant: 'acme' }), (n) => n === 0);
 });
 
-test('an upstream that refuses the handshake answers 502, and the lease is not kept', async () => {
+test('an upstream that refuses the handshake answers 502, and the lease is not kept', T, async () => {
   const picky = await startUpstream({ protocols: () => false, onConnection: () => {} });
   const strict = await startWsWard({
     upstreams: { picky: { targets: [picky.url] } },

@@ -26,6 +26,9 @@ export interface E2EDirectoryOptions {
   logSigningKey?: Uint8Array;
   /** Milliseconds since the epoch, for log entry timestamps. */
   now?: () => number;
+  /** Told about every failure answered with 503 (store unreachable, or a bug), for the gateway's log.
+   * Never given secrets: there are none here. */
+  onError?: (err: unknown) => void;
 }
 
 /** Largest PUT body read (100 prekeys take about 8 KiB). */
@@ -38,6 +41,7 @@ const notFound = () => answer(404, { error: 'not_found' });
 export class E2EDirectory {
   readonly #store: DirectoryStore;
   readonly #now: () => number;
+  readonly #onError: (err: unknown) => void;
   #key: Promise<{ secret: Uint8Array; public: string }>;
   readonly #logs = new Map<string, LogTree>();
   readonly #syncs = new Map<string, Promise<LogTree>>();
@@ -46,6 +50,7 @@ export class E2EDirectory {
     if (!opts?.store) throw new TypeError('E2EDirectory: { store } is required, e.g. new MemoryDirectoryStore()');
     this.#store = opts.store;
     this.#now = opts.now ?? Date.now;
+    this.#onError = opts.onError ?? (() => {});
     if (opts.logSigningKey !== undefined) {
       const k = checkSigningKey(opts.logSigningKey);
       this.#key = Promise.resolve(k);
@@ -93,6 +98,7 @@ export class E2EDirectory {
       }
     } catch (e) {
       if (e instanceof E2EError) return answer(400, { error: 'bad_request', detail: e.message });
+      this.#onError(e);
       return answer(503, { error: 'e2e_unavailable' });
     }
   }
@@ -197,7 +203,17 @@ export class E2EDirectory {
       let log = this.#logs.get(tenant);
       if (!log) this.#logs.set(tenant, (log = new LogTree(tenant)));
       const size = await this.#store.logSize(tenant);
-      if (size > log.size) for (const leaf of await this.#store.logLeaves(tenant, log.size, size)) log.append(leaf);
+      // Re-read the last cached leaf too: if the store lost its log (a Redis without persistence
+      // restarted), the cache must not go on serving the old tree.
+      const from = Math.max(0, Math.min(log.size, size) - 1);
+      const fresh = await this.#store.logLeaves(tenant, from, size);
+      if (size < log.size || (log.size > 0 && JSON.stringify(fresh[0]) !== JSON.stringify(log.leaves[from]))) {
+        this.#onError(new Error(`the key log of tenant ${tenant} in the store is not the one this instance saw: it was lost or replaced`));
+        this.#logs.set(tenant, (log = new LogTree(tenant)));
+        for (const leaf of await this.#store.logLeaves(tenant, 0, size)) log.append(leaf);
+        return log;
+      }
+      for (const leaf of fresh.slice(log.size - from)) log.append(leaf);
       return log;
     });
     this.#syncs.set(tenant, next);

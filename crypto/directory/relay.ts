@@ -144,8 +144,12 @@ export class E2ERelay {
     let n = 0;
     for (const c of this.#local.get(key) ?? []) {
       if (toUser !== undefined && c.user !== toUser) continue;
-      c.send(text);
-      n++;
+      try {
+        c.send(text);
+        n++;
+      } catch {
+        // a socket closing under us: the adapter detaches it
+      }
     }
     return n;
   }

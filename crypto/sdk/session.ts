@@ -66,6 +66,17 @@ export abstract class CallSession {
     wipe(keys.confirm);
   }
 
+  /** Key continuity is recorded before the session counts as established: if storage fails, the
+   * set-up secrets are still there and confirm() may be called again. */
+  protected async rememberOrWipe(remember: RememberPeer, keys: CallKeys): Promise<void> {
+    try {
+      await remember(this.peer);
+    } catch (e) {
+      wipe(keys.callerToCallee, keys.calleeToCaller, keys.confirm);
+      throw e;
+    }
+  }
+
   protected assertPending(): void {
     if (this.#closed) throw new E2EError('ERR_STATE', 'the session is closed');
     if (this.#frames) throw new E2EError('ERR_STATE', 'confirm() already succeeded for this session');
@@ -124,9 +135,9 @@ export class CallerSession extends CallSession {
       ek: toB64(s.ephemeral.publicKey),
       mac: toB64(revealMac(keys.confirm, keys.th)),
     };
+    await this.rememberOrWipe(s.remember, keys);
     this.establish(keys, keys.callerToCallee, keys.calleeToCaller);
     this.wipeSetup();
-    await s.remember(this.peer);
     return reveal;
   }
 
@@ -182,9 +193,9 @@ export class CalleeSession extends CallSession {
       wipe(keys.callerToCallee, keys.calleeToCaller, keys.confirm);
       throw new E2EError('ERR_KEY_CONFIRMATION', 'the reveal MAC does not verify: the caller does not hold its identity key');
     }
+    await this.rememberOrWipe(s.remember, keys);
     this.establish(keys, keys.calleeToCaller, keys.callerToCallee);
     this.wipeSetup();
-    await s.remember(this.peer);
   }
 
   protected wipeSetup(): void {

@@ -34,6 +34,9 @@ export class EdgeThread {
   private pipeline: Pipeline;
   private readonly upstreams = new SimpleUpstreams();
   private readonly listener: HttpListener;
+  /** Pools touched under earlier policy versions, by pool key: a lease taken before a reload
+   * stays visible in ward_concurrency_in_use while its request is still in flight. */
+  private readonly earlierPools = new Map<string, [string, string, string]>();
   port = 0;
 
   private constructor(
@@ -57,6 +60,7 @@ export class EdgeThread {
 
   /** Swaps in a new policy version; requests in flight keep the pipeline they started with. */
   apply(policy: Policy): void {
+    for (const p of this.pipeline.touchedPools()) this.earlierPools.set(p[2], p);
     this.flood.configure(policy.flood);
     this.upstreams.apply(policy);
     this.pipeline = this.compile(policy);
@@ -65,7 +69,7 @@ export class EdgeThread {
   snapshot(): ThreadSnapshot {
     return {
       counters: this.metrics.snapshot(),
-      pools: this.pipeline.touchedPools(),
+      pools: [...this.earlierPools.values(), ...this.pipeline.touchedPools()],
       inFlight: this.listener.requestsInFlight,
       store: this.store.status(),
     };

@@ -3,7 +3,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { loadPolicy } from '../policy/loader.js';
 import { watchPolicy } from '../policy/watch.js';
 import type { Policy, PolicyProblem } from '../policy/types.js';
@@ -96,6 +96,19 @@ function assertPortFree(host: string, port: number): Promise<void> {
   });
 }
 
+/** A port free now. uWS sets SO_REUSEPORT only when asked for a non-zero port, so a socket
+ * bound to port 0 cannot be shared: with several threads, port 0 is resolved here first. */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen({ host, port: 0, exclusive: true }, () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
 export function describeProblems(problems: readonly PolicyProblem[]): string[] {
   return problems.map((p) => `${p.file}:${p.line}:${p.col}: ${p.message}`);
 }
@@ -139,20 +152,31 @@ export class Supervisor {
     if (workers === 1) {
       this.threads.push(inlineLink(await EdgeThread.start(init(this.policy.listen.port), log)));
     } else {
-      // The first thread resolves port 0; the others bind the same port (SO_REUSEPORT).
-      const first = await workerLink(init(this.policy.listen.port));
+      // Every thread binds the same non-zero port (SO_REUSEPORT); see freePort for port 0.
+      const port = this.policy.listen.port !== 0 ? this.policy.listen.port : await freePort(this.policy.listen.host);
+      const first = await workerLink(init(port));
       this.threads.push(first);
-      const rest = await Promise.all(Array.from({ length: workers - 1 }, () => workerLink(init(first.port))));
-      this.threads.push(...rest);
+      const rest = await Promise.allSettled(Array.from({ length: workers - 1 }, () => workerLink(init(first.port))));
+      for (const r of rest) if (r.status === 'fulfilled') this.threads.push(r.value);
+      const failed = rest.find((r) => r.status === 'rejected');
+      if (failed) await this.abandon((failed as PromiseRejectedResult).reason as Error);
     }
     this.port = this.threads[0]!.port;
     this.admin = new AdminServer({ readiness: () => this.readiness(), metrics: () => this.renderMetrics() });
-    this.adminPort = await this.admin.listen(this.policy.admin.host, this.policy.admin.port);
+    const { host, port } = this.policy.admin;
+    this.adminPort = await this.admin.listen(host, port).catch((err: Error) => this.abandon(new Error(`cannot listen on the admin port ${host}:${port}: ${err.message}`)));
     this.watcher = watchPolicy(this.opts.dir, () => void this.reload('watch'));
     log.info(
       { port: this.port, admin_port: this.adminPort, host: this.policy.listen.host, workers, store: this.policy.store.kind, policy: this.policy.hash.slice(0, 12) },
       'listening',
     );
+  }
+
+  /** A start-up failure once listener threads run: close their sockets first, since a process
+   * exiting under a worker thread that still holds uWS sockets aborts with a native assertion. */
+  private async abandon(err: Error): Promise<never> {
+    await Promise.all(this.threads.map((t) => t.drain(0)));
+    throw err;
   }
 
   /** Re-reads the policy; an invalid edit is refused whole and the last good policy stays. */

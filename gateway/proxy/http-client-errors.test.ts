@@ -182,6 +182,24 @@ test('abort mid-response closes the upstream connection and no sink callback fol
   await srv.close();
 });
 
+test('abort before the connection is up reports nothing and leaves nothing open', async () => {
+  const srv = await rawServer(() => {});
+  const pool = new TargetPool(srv.origin);
+  const { sink, rec } = recorder();
+  const call = pool.request({ method: 'POST', path: '/', headers: '', bodyLength: -1, timeoutMs: 100 }, sink);
+  call.write(Buffer.from('x'));
+  call.abort();
+  call.write(Buffer.from('y'));
+  call.end();
+  call.resume();
+  await sleep(200); // past timeoutMs: the timer must be gone too
+  assert.equal(rec.ended || rec.error !== null, false);
+  assert.equal(pool.inFlight, 0);
+  assert.equal(pool.idleCount, 0);
+  pool.close();
+  await srv.close();
+});
+
 test('abort from inside onHead stops everything at once', async () => {
   const srv = await httpServer((_req, res) => res.end('body'));
   const pool = new TargetPool(srv.origin);

@@ -33,47 +33,49 @@ test('sequential GETs reuse one keep-alive connection, with Host added and hop-b
   await srv.close();
 });
 
-test('a 20 MB Content-Length body streams through a slow reader without being buffered whole', async () => {
-  const total = 20 * 1024 * 1024;
-  let writtenWhenServerStarted = -1;
-  let written = 0;
-  const srv = await httpServer((req, res) => {
-    req.pause();
-    setTimeout(() => {
-      writtenWhenServerStarted = written;
-      const h = createHash('sha256');
-      let n = 0;
-      req.on('data', (d: Buffer) => (h.update(d), (n += d.length)));
-      req.on('end', () => res.end(JSON.stringify({ n, sha: h.digest('hex'), cl: req.headers['content-length'] })));
-      req.resume();
-    }, 300);
+for (const framing of ['Content-Length', 'chunked'] as const) {
+  test(`a 20 MB ${framing} body streams through a slow reader without being buffered whole`, async () => {
+    const total = 20 * 1024 * 1024;
+    let writtenWhenServerStarted = -1;
+    let written = 0;
+    const srv = await httpServer((req, res) => {
+      req.pause();
+      setTimeout(() => {
+        writtenWhenServerStarted = written;
+        const h = createHash('sha256');
+        let n = 0;
+        req.on('data', (d: Buffer) => (h.update(d), (n += d.length)));
+        req.on('end', () => res.end(JSON.stringify({ n, sha: h.digest('hex'), cl: req.headers['content-length'] ?? req.headers['transfer-encoding'] })));
+        req.resume();
+      }, 300);
+    });
+    const pool = new TargetPool(srv.origin);
+    const { sink, rec } = recorder();
+    const call = pool.request({ method: 'POST', path: '/upload', headers: '', bodyLength: framing === 'chunked' ? -1 : total, timeoutMs: 10000 }, sink);
+    const sent = createHash('sha256');
+    let refusals = 0;
+    const pump = () => {
+      while (written < total) {
+        const c = Buffer.alloc(64 * 1024, written / 65536);
+        written += c.length;
+        sent.update(c);
+        if (!call.write(c)) return void refusals++;
+      }
+      call.end();
+    };
+    call.onDrain(pump);
+    pump();
+    await rec.done;
+    assert.equal(rec.error, null);
+    const got = JSON.parse(rec.body());
+    assert.deepEqual(got, { n: total, sha: sent.digest('hex'), cl: framing === 'chunked' ? 'chunked' : String(total) });
+    assert.ok(refusals > 0, 'write() reported a full socket');
+    assert.ok(writtenWhenServerStarted < total / 2, `the writer was held back (${writtenWhenServerStarted} bytes written before the server read)`);
+    assert.equal(pool.inFlight, 0);
+    pool.close();
+    await srv.close();
   });
-  const pool = new TargetPool(srv.origin);
-  const { sink, rec } = recorder();
-  const call = pool.request({ method: 'POST', path: '/upload', headers: '', bodyLength: total, timeoutMs: 10000 }, sink);
-  const sent = createHash('sha256');
-  let refusals = 0;
-  const pump = () => {
-    while (written < total) {
-      const c = Buffer.alloc(64 * 1024, written / 65536);
-      written += c.length;
-      sent.update(c);
-      if (!call.write(c)) return void refusals++;
-    }
-    call.end();
-  };
-  call.onDrain(pump);
-  pump();
-  await rec.done;
-  assert.equal(rec.error, null);
-  const got = JSON.parse(rec.body());
-  assert.deepEqual(got, { n: total, sha: sent.digest('hex'), cl: String(total) });
-  assert.ok(refusals > 0, 'write() reported a full socket');
-  assert.ok(writtenWhenServerStarted < total / 2, `the writer was held back (${writtenWhenServerStarted} bytes written before the server read)`);
-  assert.equal(pool.inFlight, 0);
-  pool.close();
-  await srv.close();
-});
+}
 
 test('a body of unknown length is sent chunked, empty writes included, and an empty one too', async () => {
   const srv = await httpServer((req, res) => {
@@ -265,6 +267,22 @@ test('a sink that pauses on every chunk gets the whole body, and the connection 
     assert.equal(pauses, 3);
   }
   assert.deepEqual(srv.conns, [1, 1]);
+  pool.close();
+  await srv.close();
+});
+
+test('a response followed at once by the server closing is delivered whole to a sink that pauses', async () => {
+  const srv = await rawServer((s) => {
+    s.end('HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n');
+  });
+  const pool = new TargetPool(srv.origin);
+  let call!: UpstreamCall;
+  const { sink, rec } = recorder(() => (setTimeout(() => call.resume(), 50), false));
+  call = pool.request(get('/'), sink);
+  await rec.done;
+  assert.equal(rec.error, null);
+  assert.equal(rec.body(), 'abcd');
+  assert.equal(pool.inFlight, 0);
   pool.close();
   await srv.close();
 });

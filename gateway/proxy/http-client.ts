@@ -138,7 +138,7 @@ export class TargetPool {
     for (const c of this.idle.splice(0)) c.destroy();
   }
 
-  /** Gives the call a connection: the newest live idle one, or a fresh one. */
+  /** @internal Gives the call a connection: the newest live idle one, or a fresh one. */
   attach(call: Call, fresh: boolean): void {
     let conn: Conn | undefined;
     if (!fresh && this.idle.length > 0) {
@@ -152,6 +152,7 @@ export class TargetPool {
     if (call.headWritten) conn.socket.write(call.head);
   }
 
+  /** @internal A connection whose exchange ended cleanly goes idle (or is closed). */
   release(conn: Conn, keepAliveHintMs: number): void {
     // Leave a second of margin under the server's announced keep-alive timeout.
     const limit = keepAliveHintMs > 0 ? Math.min(this.idleTimeoutMs, keepAliveHintMs - 1000) : this.idleTimeoutMs;
@@ -169,12 +170,13 @@ export class TargetPool {
     }
   }
 
-  /** A connection closed or misbehaved while idle. */
+  /** @internal A connection closed or misbehaved while idle. */
   dropIdle(conn: Conn): void {
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
   }
 
+  /** @internal */
   sweepIdle(): void {
     const now = performance.now();
     const idle = this.idle;
@@ -191,6 +193,7 @@ export class TargetPool {
     }
   }
 
+  /** @internal */
   callEnded(): void {
     this.calls--;
   }
@@ -340,6 +343,9 @@ class Conn implements ResponseHandler {
   idleSince = 0;
   idleLimit = 0;
   private pending: Buffer | null = null;
+  private readPaused = false;
+  /** The server ended the connection while a paused sink still had `pending` to take. */
+  private endedWhilePaused = false;
   private completed = false;
   private connectTimer: NodeJS.Timeout | undefined;
 
@@ -382,8 +388,14 @@ class Conn implements ResponseHandler {
     if (p !== null) {
       this.pending = null;
       this.feed(p);
-      if (this.call !== call || call === null || call.paused) return;
+      if (this.call !== call || call === null) return;
+      if (this.endedWhilePaused && this.pending === null) {
+        this.onEof();
+        return;
+      }
+      if (call.paused) return;
     }
+    this.readPaused = false;
     this.socket.resume();
   }
 
@@ -437,6 +449,7 @@ class Conn implements ResponseHandler {
       this.complete(call, off === buf.length);
     } else if (call.paused) {
       if (off < buf.length) this.pending = buf.subarray(off);
+      this.readPaused = true;
       this.socket.pause();
     }
   }
@@ -447,7 +460,12 @@ class Conn implements ResponseHandler {
     this.completed = false;
     call.finish();
     this.call = null;
-    if (clean && call.ended && this.reusable && this.parser.keepAlive) {
+    if (clean && call.ended && this.reusable && this.parser.keepAlive && !this.endedWhilePaused) {
+      if (this.readPaused) {
+        // Completed from the remainder kept by a pause: an idle socket must read, to see a close.
+        this.readPaused = false;
+        this.socket.resume();
+      }
       this.pool.release(this, this.parser.keepAliveTimeoutMs);
     } else {
       this.destroy();
@@ -460,6 +478,8 @@ class Conn implements ResponseHandler {
     if (call === null) {
       this.pool.dropIdle(this);
       this.destroy();
+    } else if (this.pending !== null) {
+      this.endedWhilePaused = true; // the rest of the response is already here: deliver it first
     } else if (this.parser.finish()) {
       this.complete(call, false); // body delimited by close
     } else {
@@ -469,8 +489,9 @@ class Conn implements ResponseHandler {
 
   private onClose(): void {
     const call = this.call;
-    if (call !== null) this.lost(call);
-    else this.pool.dropIdle(this);
+    if (call === null) this.pool.dropIdle(this);
+    else if (this.pending !== null) this.endedWhilePaused = true;
+    else this.lost(call);
   }
 
   /** The connection ended before the response did. */

@@ -103,6 +103,13 @@ test('header names are lower-cased, values trimmed, hop-by-hop fields and Connec
   assert.ok(r.complete);
 });
 
+test('UTF-8 header values come out as the same characters, so they re-encode to the same bytes', () => {
+  const raw = Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename="'), Buffer.from('naïve ☃.txt', 'utf8'), Buffer.from('"\r\nContent-Length: 0\r\n\r\n')]);
+  const r = parse([raw]);
+  assert.equal(r.headers[1], 'attachment; filename="naïve ☃.txt"');
+  for (let i = 0; i <= raw.length; i++) assert.deepEqual(parse([raw.subarray(0, i), raw.subarray(i)]).headers, r.headers, `split at ${i}`);
+});
+
 test('HEAD responses, 204 and 304 have no body whatever their Content-Length says', () => {
   const head = one('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n', { head: true });
   assert.ok(head.complete);

@@ -1,6 +1,9 @@
 // Strict, incremental HTTP/1.x response parser (RFC 9112) for ward's upstream client.
-// It reads socket Buffers in place: the head is found with indexOf and decoded once as latin1,
-// body bytes are handed on as subarrays (no copy), and input may be split anywhere.
+// It reads socket Buffers in place: the head is found with indexOf and decoded once, body bytes
+// are handed on as subarrays (no copy), and input may be split anywhere.
+// Heads are decoded as UTF-8, not latin1: uWS writes header strings as UTF-8, so a UTF-8 value
+// from upstream reaches the client byte for byte (latin1 would double-encode it). No multi-byte
+// sequence decodes to CR, LF or ':', so the structure seen is the bytes' structure.
 
 const CR = 13;
 const LF = 10;
@@ -44,6 +47,7 @@ const S_ERROR = 14;
 
 const HEAD_INTERIM = 1;
 const HEAD_FINAL = 2;
+const NO_HEADERS: string[] = [];
 
 /** Receives what the parser finds. Returning false stops `execute` right after that input. */
 export interface ResponseHandler {
@@ -66,7 +70,7 @@ export class ResponseParser {
   private digits = 0;
   private lineBytes = 0;
   private status = 0;
-  private headers: string[] = [];
+  private headers = NO_HEADERS;
 
   constructor(private readonly handler: ResponseHandler) {}
 
@@ -101,7 +105,7 @@ export class ResponseParser {
           if (off < 0) return -1;
           if (this.state === S_HEAD) continue; // partial head (off === len) or an interim 1xx
           const headers = this.headers;
-          this.headers = [];
+          this.headers = NO_HEADERS;
           if (!h.onResponseHead(this.status, headers)) return off;
           if (this.state === S_DONE) {
             h.onResponseComplete();
@@ -269,7 +273,7 @@ export class ResponseParser {
         return len;
       }
       if (i + 4 - off > MAX_HEAD_BYTES) return this.fail('response head too large');
-      text = buf.toString('latin1', off, i);
+      text = buf.toString('utf8', off, i);
       next = i + 4;
     } else {
       // Only as many bytes as a head can still hold are joined, so a large body is never copied.
@@ -282,7 +286,7 @@ export class ResponseParser {
         return len;
       }
       this.partial = null;
-      text = joined.toString('latin1', 0, i);
+      text = joined.toString('utf8', 0, i);
       next = off + i + 4 - prev.length;
     }
     const kind = this.parseHead(text);

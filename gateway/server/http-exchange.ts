@@ -220,12 +220,16 @@ export class HttpExchange implements ResponseSink {
   }
 
   onEnd(): void {
+    if (!this.aborted && this.total > 0) {
+      // The upstream ended short of its Content-Length: cut the client's response too. end()
+      // first: close() runs onAborted at once, which would count the request as client_aborted.
+      this.end('upstream_unavailable');
+      this.res.close();
+      return;
+    }
     if (!this.aborted && this.total !== -2) {
       const res = this.res;
-      res.cork(() => {
-        if (this.total > 0) res.close(); // upstream ended short of its Content-Length
-        else res.end();
-      });
+      res.cork(() => res.end());
     }
     this.end('ok');
   }
@@ -241,8 +245,9 @@ export class HttpExchange implements ResponseSink {
     }
     if (this.headSent) {
       // Too late for a status: cut the connection so the client sees a truncated response.
-      this.res.close();
+      // end() first: close() runs onAborted at once, which would count it as client_aborted.
       this.end(kind === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable');
+      this.res.close();
       return;
     }
     if (kind === 'timeout') this.fail(verdicts.UPSTREAM_TIMEOUT, 'upstream_timeout');
@@ -278,11 +283,16 @@ export class HttpExchange implements ResponseSink {
   // ---- endings: exactly once ----
 
   private fail(v: Verdict, outcome: Outcome): void {
-    if (!this.aborted && !this.headSent) {
+    this.end(outcome);
+    if (this.aborted) return;
+    if (!this.headSent) {
       this.headSent = true;
       answer(this.res, v, this.head.requestId);
+    } else if (this.total !== -2) {
+      // The upstream's response already started (e.g. a chunked body outgrew the limit after
+      // the upstream answered early): too late for a status, so cut it rather than leave it hanging.
+      this.res.close();
     }
-    this.end(outcome);
   }
 
   private onAborted(): void {

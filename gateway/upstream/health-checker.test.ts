@@ -55,7 +55,8 @@ describe('active health checks', () => {
       await child.kill();
       assert.ok(await waitFor(() => g().stateOf(child.url) === 'down', 2000));
       const tookDown = clockNow() - killedAt;
-      assert.ok(tookDown <= 2 * 200 + 200 + 60, `down after ${Math.round(tookDown)} ms`);
+      // fall × interval + timeout, plus 100 ms for this test's 10 ms polling on a busy machine.
+      assert.ok(tookDown <= 2 * 200 + 200 + 100, `down after ${Math.round(tookDown)} ms`);
       // No traffic goes to a down target.
       for (let i = 0; i < 10; i++) assert.notEqual((await exchange(g())).target, child.url);
 
@@ -65,7 +66,7 @@ describe('active health checks', () => {
       assert.ok(await waitFor(() => g().stateOf(child.url) === 'healthy', 3000));
       const tookUp = clockNow() - revivedAt;
       // Three passing probes in a row: at least two intervals after the first one.
-      assert.ok(tookUp >= 2 * 200 - 20 && tookUp <= 3 * 200 + 200 + 60, `up after ${Math.round(tookUp)} ms`);
+      assert.ok(tookUp >= 2 * 200 - 20 && tookUp <= 3 * 200 + 200 + 100, `up after ${Math.round(tookUp)} ms`);
       const ev = g().view().events.map((e) => e.kind);
       assert.deepEqual(ev, ['down', 'up']);
       assert.equal(checker.readinessReasons().length, 0);

@@ -49,7 +49,7 @@ describe('balancing', () => {
   it('least_request prefers the target with fewer requests in flight', async () => {
     const ts = await targets(2);
     ts[0]!.mode = 'slow';
-    ts[0]!.delayMs = 300;
+    ts[0]!.delayMs = 1000;
     const g = new UpstreamGroup(spec(ts), { loopWatch: watch });
     const slow = [exchange(g), exchange(g)];
     await sleep(20);
@@ -160,7 +160,7 @@ describe('passive outlier detection', () => {
   it('brings an ejected target back in slow start with a growing weight', async () => {
     const ts = await targets(2);
     ts[0]!.mode = '500';
-    const g = new UpstreamGroup(spec(ts, { balance: 'round_robin', health: health({ slow_start_ms: 1000, passive: { consecutive_failures: 1, base_ejection_ms: 100, max_ejection_ms: 100 } }) }), { loopWatch: watch });
+    const g = new UpstreamGroup(spec(ts, { balance: 'round_robin', health: health({ slow_start_ms: 3000, passive: { consecutive_failures: 1, base_ejection_ms: 100, max_ejection_ms: 100 } }) }), { loopWatch: watch });
     await run(g, 2);
     assert.equal(g.stateOf(ts[0]!.url), 'ejected');
     ts[0]!.mode = 'ok';

@@ -189,7 +189,7 @@ export class UpstreamGroup<P = undefined> {
    * take it (all drained, or only the excluded one left).
    */
   pick(key?: string, exclude?: Target<P>): Target<P> | undefined {
-    const now = clockNow();
+    const now = this.spec.health === undefined ? 0 : clockNow(); // time matters only to health
     const { count } = this.scan(now, exclude === undefined || exclude.table !== this.table ? -1 : exclude.index);
     if (count === 0) return undefined;
     let chosen: number;

@@ -7,7 +7,7 @@
 
 import type { HttpRequest, HttpResponse, WebSocketBehavior, us_socket_context_t } from 'uWebSockets.js';
 import { isVerdict, type AdmitOutcome, type RequestHead, type Verdict } from '../pipeline/types.js';
-import { WsSession, type SessionHost, CLIENT_HIGH_WATER } from './ws-session.js';
+import { WsSession, type SessionHost, type SessionRef, CLIENT_HIGH_WATER } from './ws-session.js';
 import type { WsDeps } from './types.js';
 import * as verdicts from '../pipeline/verdicts.js';
 
@@ -21,7 +21,7 @@ const INTERNAL: Verdict = Object.freeze({ status: 500, error: 'internal_error' }
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 export interface WsProxy {
-  readonly behavior: WebSocketBehavior<WsSession>;
+  readonly behavior: WebSocketBehavior<SessionRef>;
   /** Sessions connecting or open. */
   readonly size: number;
   /** SIGTERM: no new sessions (503), open ones end with 1001. */
@@ -39,7 +39,7 @@ export function createWsProxy(deps: WsDeps): WsProxy {
   timer.unref();
   const maxPayload = deps.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD;
 
-  const behavior: WebSocketBehavior<WsSession> = {
+  const behavior: WebSocketBehavior<SessionRef> = {
     maxPayloadLength: maxPayload,
     // ward pauses the upstream at CLIENT_HIGH_WATER; uWS drops sends only far beyond that.
     maxBackpressure: CLIENT_HIGH_WATER + 2 * maxPayload,
@@ -80,12 +80,12 @@ export function createWsProxy(deps: WsDeps): WsProxy {
       if (o instanceof Promise) o.then(admitted, failed);
       else admitted(o);
     },
-    open: (ws) => ws.getUserData().opened(ws),
-    message: (ws, message, isBinary) => ws.getUserData().clientMessage(message, isBinary),
-    drain: (ws) => ws.getUserData().drained(),
-    close: (ws, code, message) => ws.getUserData().clientClosed(code, message),
-    ping: (ws) => ws.getUserData().clientHeard(),
-    pong: (ws) => ws.getUserData().clientHeard(),
+    open: (ws) => ws.getUserData().session.opened(ws),
+    message: (ws, message, isBinary) => ws.getUserData().session.clientMessage(message, isBinary),
+    drain: (ws) => ws.getUserData().session.drained(),
+    close: (ws, code, message) => ws.getUserData().session.clientClosed(code, message),
+    ping: (ws) => ws.getUserData().session.clientHeard(),
+    pong: (ws) => ws.getUserData().session.clientHeard(),
   };
 
   return {
@@ -104,7 +104,7 @@ export function createWsProxy(deps: WsDeps): WsProxy {
 }
 
 /** The behaviour alone, for `app.ws('/*', createWsBehavior(deps))`. */
-export function createWsBehavior(deps: WsDeps): WebSocketBehavior<WsSession> {
+export function createWsBehavior(deps: WsDeps): WebSocketBehavior<SessionRef> {
   return createWsProxy(deps).behavior;
 }
 

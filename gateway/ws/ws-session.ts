@@ -40,6 +40,11 @@ interface Queued {
   decision: SipDecision | typeof PENDING | undefined;
 }
 
+/** uWS user data: uWS keeps the object's own properties, not its prototype, so the session rides in one. */
+export interface SessionRef {
+  readonly session: WsSession;
+}
+
 /** What the proxy shares with its sessions. */
 export interface SessionHost {
   readonly deps: WsDeps;
@@ -54,7 +59,7 @@ export class WsSession {
   private ended = false;
   private aborted = false;
   private res: HttpResponse | undefined;
-  private ws: UWebSocket<WsSession> | undefined;
+  private ws: UWebSocket<SessionRef> | undefined;
   private up: WebSocket | undefined;
   private target: WsUpstream | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
@@ -168,11 +173,11 @@ export class WsSession {
     }
     this.res = undefined;
     // The client sees the subprotocol the upstream chose (Kamailio insists on `sip`).
-    res.cork(() => res.upgrade(this, key, this.up!.protocol, '', context));
+    res.cork(() => res.upgrade<SessionRef>({ session: this }, key, this.up!.protocol, '', context));
   }
 
   /** uWS `open`: the client is upgraded. */
-  opened(ws: UWebSocket<WsSession>): void {
+  opened(ws: UWebSocket<SessionRef>): void {
     if (this.phase !== Phase.Connecting) {
       ws.end(1001, 'shutting_down');
       return;

@@ -23,6 +23,10 @@ export interface RedisClusterHandle {
   readonly ports: readonly number[];
   /** `redis://127.0.0.1:PORT` per master, for `store.nodes`. */
   readonly nodes: readonly string[];
+  /** SIGKILLs master i (its slots, with no replica, make the cluster fail). */
+  kill(i: number): Promise<void>;
+  /** Starts master i again with its nodes.conf (same id and slots, empty data); waits for cluster_state:ok. */
+  restart(i: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -82,7 +86,9 @@ function exited(child: ChildProcess): Promise<void> {
 function spawnRedis(port: number, dir: string, extra: readonly string[]): ChildProcess {
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', '', '--loglevel', 'warning', ...extra],
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', '', '--loglevel', 'warning',
+      // DEBUG SLEEP lets a test stall the server the way an overloaded Redis would (loopback only).
+      '--enable-debug-command', 'local', ...extra],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   return child;
@@ -143,7 +149,22 @@ function run(cmd: string, args: readonly string[]): Promise<{ code: number | nul
 export async function startRedisCluster(): Promise<RedisClusterHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'ward-redis-cluster-'));
   const ports: number[] = [];
-  const children: ChildProcess[] = [];
+  const nodeArgs: { dir: string; extra: string[] }[] = [];
+  const children: (ChildProcess | undefined)[] = [];
+  const stopAll = async (signal: NodeJS.Signals) => {
+    const live = children.filter((c): c is ChildProcess => c !== undefined);
+    children.fill(undefined);
+    for (const c of live) c.kill(signal);
+    await Promise.all(live.map(exited));
+  };
+  const clusterOk = async () => {
+    for (const port of ports) {
+      await waitFor(`cluster_state:ok on ${port}`, async () => {
+        const info = await rawCommand(port, 'CLUSTER INFO');
+        return info !== null && info.includes('cluster_state:ok');
+      }, 15_000);
+    }
+  };
   try {
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
@@ -151,35 +172,38 @@ export async function startRedisCluster(): Promise<RedisClusterHandle> {
       const nodeDir = join(dir, String(port));
       mkdirSync(nodeDir);
       ports.push(port);
-      children.push(await startOn(port, nodeDir, [
-        '--cluster-enabled', 'yes',
-        '--cluster-port', String(busPort),
-        '--cluster-config-file', 'nodes.conf',
-        '--cluster-node-timeout', '2000',
-      ]));
+      // nodes.conf in the node's own dir lets a restarted node rejoin with its id and slots.
+      const extra = ['--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'];
+      nodeArgs.push({ dir: nodeDir, extra });
+      children.push(await startOn(port, nodeDir, extra));
     }
     const create = await run('redis-cli', [
       '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes',
     ]);
     if (create.code !== 0) throw new Error(`redis-cli --cluster create failed: ${create.output}`);
-    for (const port of ports) {
-      await waitFor(`cluster_state:ok on ${port}`, async () => {
-        const info = await rawCommand(port, 'CLUSTER INFO');
-        return info !== null && info.includes('cluster_state:ok');
-      }, 15_000);
-    }
+    await clusterOk();
   } catch (err) {
-    for (const c of children) c.kill('SIGKILL');
-    await Promise.all(children.map(exited));
+    await stopAll('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   return {
     ports,
     nodes: ports.map((p) => `redis://127.0.0.1:${p}`),
+    kill: async (i) => {
+      const c = children[i];
+      children[i] = undefined;
+      if (c) {
+        c.kill('SIGKILL');
+        await exited(c);
+      }
+    },
+    restart: async (i) => {
+      if (!children[i]) children[i] = await startOn(ports[i]!, nodeArgs[i]!.dir, nodeArgs[i]!.extra);
+      await clusterOk();
+    },
     stop: async () => {
-      for (const c of children) c.kill('SIGTERM');
-      await Promise.all(children.map(exited));
+      await stopAll('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -73,6 +73,7 @@ interface Held {
 
 const STATUS_OK: StoreStatus = Object.freeze({ state: 'ok' });
 const STATUS_DEGRADED: StoreStatus = Object.freeze({ state: 'degraded', reason: 'store_unreachable' });
+const UNLIMITED: Admission = Object.freeze({ ok: true, retryAfterMs: 0, remaining: 0, resetMs: 0 });
 const REFUSALS: readonly (Refusal | undefined)[] = [undefined, 'bucket', 'pool'];
 /** Beyond this many queued removals, expiry alone cleans up. */
 const MAX_PENDING = 100_000;
@@ -121,7 +122,7 @@ export class RedisLimitStore implements LimitStore {
     this.client.on('error', lost);
     this.client.on('close', () => lost());
     this.client.on('ready', () => void this.probe());
-    this.renewTimer = setInterval(() => void this.renewAll().catch((e: Error) => this.toLocal(e)), opts.renewIntervalMs ?? this.ttl / 3);
+    this.renewTimer = setInterval(() => void this.renewTick(), opts.renewIntervalMs ?? this.ttl / 3);
     this.probeTimer = setInterval(() => void this.probe(), opts.probeIntervalMs ?? 500);
     this.renewTimer.unref();
     this.probeTimer.unref();
@@ -140,6 +141,7 @@ export class RedisLimitStore implements LimitStore {
   }
 
   admit(plan: AdmitPlan, nowMs: number): Admission | Promise<Admission> {
+    if (!plan.bucket && !plan.pool) return UNLIMITED;
     if (!this.shared) return this.admitLocal(plan, nowMs);
     const c = this.client;
     if (c.status !== 'ready') {
@@ -163,7 +165,8 @@ export class RedisLimitStore implements LimitStore {
         this.commandErrors++;
         if (member) this.queueRemoval(k.poolKey, member);
         this.toLocal(err);
-        return this.admitLocal(plan, nowMs);
+        // The caller's clock, moved on by the time spent waiting.
+        return this.admitLocal(plan, nowMs + (performance.now() - started));
       },
     );
   }
@@ -290,6 +293,16 @@ export class RedisLimitStore implements LimitStore {
       // Still unreachable: stay local, try again next tick.
     } finally {
       this.probing = false;
+    }
+  }
+
+  private async renewTick(): Promise<void> {
+    if (!this.shared) return; // recovery renews everything before sharing again
+    try {
+      await this.renewAll();
+      await this.flushRemovals();
+    } catch (err) {
+      this.toLocal(err as Error);
     }
   }
 

@@ -2,13 +2,13 @@
 //   hammer: on "go" from stdin, admits the plan as fast as it can for durationMs, prints the count;
 //   hold:   takes `leases` leases of the plan's pool, prints how many, then holds them (renewing)
 //           until it is killed.
-// Input: one JSON argument {mode, spec, plan, durationMs?, concurrency?, leases?}.
+// Input: one JSON argument {mode, spec, plan, durationMs?, concurrency?, leases?, opts?}.
 
 import { createInterface } from 'node:readline';
 import type { StoreSpec } from '../../policy/types.js';
 import { MemoryLimitStore } from '../memory/memory-store.js';
 import type { AdmitPlan } from '../types.js';
-import { RedisLimitStore } from './redis-store.js';
+import { RedisLimitStore, type RedisLimitStoreOptions } from './redis-store.js';
 
 interface ChildArgs {
   mode: 'hammer' | 'hold';
@@ -17,10 +17,14 @@ interface ChildArgs {
   durationMs?: number;
   concurrency?: number;
   leases?: number;
+  opts?: RedisLimitStoreOptions;
 }
 
 const args = JSON.parse(process.argv[2]!) as ChildArgs;
-const store = new RedisLimitStore(args.spec, MemoryLimitStore.create());
+// The parent holds our stdin: when it goes away (even killed), so do we.
+const lines = createInterface({ input: process.stdin });
+lines.once('close', () => process.exit(0));
+const store = new RedisLimitStore(args.spec, MemoryLimitStore.create(), args.opts);
 if (!(await store.ready(5000))) {
   process.stdout.write(JSON.stringify({ error: 'redis not reachable' }) + '\n');
   process.exit(1);
@@ -33,9 +37,7 @@ if (args.mode === 'hold') {
   setInterval(() => undefined, 1 << 30); // stay alive, renewing, until SIGKILL
 } else {
   process.stdout.write(JSON.stringify({ ready: true }) + '\n');
-  const rl = createInterface({ input: process.stdin });
-  await new Promise<void>((resolve) => rl.once('line', () => resolve()));
-  rl.close();
+  await new Promise<void>((resolve) => lines.once('line', () => resolve()));
   let admitted = 0;
   let refused = 0;
   let local = 0;

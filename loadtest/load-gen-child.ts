@@ -1,0 +1,67 @@
+// runLoad in a process of its own, for load that must not share the measuring process's event loop:
+// in the isolation scenario the noisy tenant and the address flood run here at nice 19 on the
+// generator's core, so they take only the CPU the well-behaved tenants' generator leaves over.
+// Run alone: `node dist/loadtest/load-gen-child.js OPTIONS.json` prints one `LOADGEN_RESULT {...}` line.
+
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runLoad, type FlowResult, type LoadOptions } from './load-gen.js';
+import type { LatencySummary } from './histogram.js';
+import { startChild } from './processes.js';
+
+const MARK = 'LOADGEN_RESULT ';
+
+export type ChildLoadOptions = Omit<LoadOptions, 'onSecond'>;
+
+export interface ChildLoadResult {
+  readonly durationS: number;
+  readonly flows: readonly FlowResult[];
+  readonly generatorLag: LatencySummary;
+}
+
+export interface ChildLoad {
+  /** Settles once the child's run is over. */
+  readonly result: Promise<ChildLoadResult>;
+  readonly pid: number;
+}
+
+/** Starts the child and resolves once it is about to send (so the caller can start its own load). */
+export async function startLoadInChild(o: ChildLoadOptions, place: { cpus?: string; nice?: number } = {}): Promise<ChildLoad> {
+  const file = join(mkdtempSync(join(tmpdir(), 'ward-loadgen-')), 'options.json');
+  writeFileSync(file, JSON.stringify(o));
+  const script = fileURLToPath(import.meta.url);
+  const nice = place.nice ?? 0;
+  const child = await startChild({
+    name: 'load generator',
+    cmd: nice ? 'nice' : process.execPath,
+    args: nice ? ['-n', String(nice), process.execPath, script, file] : [script, file],
+    cpus: place.cpus,
+    readyLine: (l) => l === 'LOADGEN_START',
+    timeoutMs: 10000,
+  });
+  const result = new Promise<ChildLoadResult>((resolve, reject) => {
+    child.proc.once('close', (code) => {
+      const line = child.lines.find((l) => l.startsWith(MARK));
+      if (line) resolve(JSON.parse(line.slice(MARK.length)) as ChildLoadResult);
+      else reject(new Error(`load generator exited (${code}) without a result: ${child.lines.slice(-3).join(' / ')}`));
+    });
+  });
+  return { result, pid: child.pid };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const o = JSON.parse(readFileSync(process.argv[2], 'utf8')) as ChildLoadOptions;
+  process.stdout.write('LOADGEN_START\n');
+  runLoad(o).then(
+    (r) => {
+      const out: ChildLoadResult = { durationS: r.durationS, flows: r.flows, generatorLag: r.generatorLag };
+      process.stdout.write(`${MARK}${JSON.stringify(out)}\n`, () => process.exit(0));
+    },
+    (e: Error) => {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(1);
+    },
+  );
+}

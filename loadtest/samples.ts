@@ -1,0 +1,68 @@
+// One measured run against a server: wrk (or a connection flood) on the load generator's core, and
+// the server's own CPU time over the same interval, per request or per dropped connection.
+
+import { runConnectFlood } from './connect-flood.js';
+import { cpuBetween, cpuMicrosPer, sampleCpu } from './cpu.js';
+import { runWrk } from './wrk.js';
+
+export interface Measured {
+  readonly port: number;
+  /** Root of the process tree whose CPU is counted. */
+  readonly pid: number;
+}
+
+export interface WrkSample {
+  readonly rps: number;
+  readonly p50_us: number;
+  readonly p99_us: number;
+  /** Server CPU µs per completed request. */
+  readonly cpuUs: number;
+  readonly non2xx: number;
+  readonly requests: number;
+  /** Cores the server kept busy (1.0 = one core). */
+  readonly cores: number;
+}
+
+export interface DropSample {
+  readonly perSecond: number;
+  /** Server CPU µs per dropped connection. */
+  readonly cpuUs: number;
+  readonly dropped: number;
+  readonly answered: number;
+  readonly answers: Readonly<Record<string, number>>;
+}
+
+export interface WrkSampleOptions {
+  readonly path: string;
+  readonly token: string;
+  readonly durationS: number;
+  readonly connections: number;
+  readonly cpus?: string;
+  readonly threads?: number;
+}
+
+export async function wrkSample(t: Measured, o: WrkSampleOptions): Promise<WrkSample> {
+  const before = sampleCpu(t.pid);
+  const r = await runWrk({ url: `http://127.0.0.1:${t.port}${o.path}`, connections: o.connections, durationS: o.durationS, token: o.token, cpus: o.cpus, threads: o.threads });
+  const usage = cpuBetween(before, sampleCpu(t.pid));
+  return { rps: r.rps, p50_us: r.latency.p50_us, p99_us: r.latency.p99_us, cpuUs: cpuMicrosPer(usage, r.requests), non2xx: r.non2xx, requests: r.requests, cores: usage.cores };
+}
+
+export async function dropSample(t: Measured, addresses: readonly string[], durationS: number, path: string): Promise<DropSample> {
+  const before = sampleCpu(t.pid);
+  const r = await runConnectFlood({ host: '127.0.0.1', port: t.port, addresses, durationS, path });
+  const usage = cpuBetween(before, sampleCpu(t.pid));
+  return { perSecond: r.perSecond, cpuUs: cpuMicrosPer(usage, r.dropped), dropped: r.dropped, answered: r.answered, answers: r.answers };
+}
+
+export function median(xs: readonly number[]): number {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!v.length) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+/** a ÷ b to two decimals, or '–' when either is missing. */
+export function ratio(a: number, b: number): string {
+  return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : '–';
+}

@@ -1,0 +1,85 @@
+// flood: what refusing costs ward. CPU per request answered 429 (a tenant whose bucket is spent), per
+// request answered 401 (no token), and per connection of a banned address (closed unanswered).
+
+import { benchTokens, BENCH_PATH, startBenchWard } from '../bench-targets.js';
+import { treeRssBytes } from '../cpu.js';
+import { machineInfo, type Report } from '../report.js';
+import { dropSample, median, wrkSample, type DropSample, type WrkSample } from '../samples.js';
+import { spawnUpstream } from '../upstream.js';
+import { makeKeys } from '../ward.js';
+import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, type ScenarioOptions } from './scenario.js';
+
+const BANNED = ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8'];
+const CONNECTIONS = 64;
+
+export async function flood(o: ScenarioOptions): Promise<Report> {
+  requireWard();
+  const startedAt = new Date().toISOString();
+  const machine = machineInfo();
+  const notes = placementNotes();
+  await pinSelf();
+  const keys = await makeKeys();
+  const tokens = await benchTokens(keys);
+  const up = await spawnUpstream(SERVER_CPUS);
+  const ward = await startBenchWard({ upstreamPort: up.port, keys, tokens, banned: BANNED, workers: o.workers, cpus: o.workers > 1 ? '0,1' : SERVER_CPUS, include: new Set(['ward']), notes });
+  const limited: WrkSample[] = [];
+  const unauth: WrkSample[] = [];
+  const drops: DropSample[] = [];
+  let rssMb = 0;
+  try {
+    for (let i = 0; i < o.runs; i++) {
+      const tag = `run ${i + 1}/${o.runs}`;
+      const base = { path: BENCH_PATH, durationS: o.durationS, connections: CONNECTIONS, cpus: LOADGEN_CPUS };
+      const l = await o.progress.countdown(`${tag} · 429`, o.durationS, wrkSample(ward, { ...base, token: tokens.tiny }));
+      limited.push(l);
+      o.progress.log(`${tag} · 429: ${Math.round(l.rps)}/s, ${l.cpuUs.toFixed(1)} CPU µs each (${l.requests - l.non2xx} not refused)`);
+      const u = await o.progress.countdown(`${tag} · 401`, o.durationS, wrkSample(ward, { ...base, token: 'not-a-jwt' }));
+      unauth.push(u);
+      o.progress.log(`${tag} · 401: ${Math.round(u.rps)}/s, ${u.cpuUs.toFixed(1)} CPU µs each`);
+      const d = await o.progress.countdown(`${tag} · banned`, o.durationS, dropSample(ward, BANNED, o.durationS, BENCH_PATH));
+      drops.push(d);
+      o.progress.log(`${tag} · banned: ${Math.round(d.perSecond)} connections/s, ${d.cpuUs.toFixed(1)} CPU µs each (${d.answered} answered)`);
+      if (d.answered) notes.push(`${tag}: ${d.answered} connections from banned addresses were answered: ${JSON.stringify(d.answers)}`);
+    }
+    rssMb = Math.round(treeRssBytes(ward.pid) / 2 ** 20);
+  } finally {
+    await ward.stop();
+    await up.stop();
+  }
+  const m = (xs: readonly { cpuUs: number }[]) => median(xs.map((x) => x.cpuUs));
+  notes.push(`429: a tenant whose bucket holds 1 token a day, wrk with ${CONNECTIONS} keep-alive connections; 401: a malformed bearer token; banned: ${BANNED.length} addresses over the per-address rule (50/s, ban 3600 s), one request per new connection`);
+  notes.push(`ward RSS at the end: ${rssMb} MB`);
+  return {
+    scenario: 'flood',
+    title: 'The cost of refusing: 429, 401 and banned connections',
+    startedAt,
+    machine,
+    tables: [
+      {
+        title: `Per refusal (median of ${o.runs} runs of ${o.durationS} s)`,
+        columns: ['refusal', 'per second', 'ward CPU µs each', 'p99 µs'],
+        rows: [
+          ['429 rate_limited (keep-alive)', median(limited.map((x) => x.rps)), m(limited), median(limited.map((x) => x.p99_us))],
+          ['401 unauthorized (keep-alive)', median(unauth.map((x) => x.rps)), m(unauth), median(unauth.map((x) => x.p99_us))],
+          ['banned address: connection dropped', median(drops.map((x) => x.perSecond)), m(drops), '–'],
+        ],
+        note: 'The dropped-connection cost includes accepting the TCP connection and closing it (kernel time charged to ward).',
+      },
+    ],
+    charts: [
+      {
+        kind: 'bar',
+        title: 'ward CPU µs per refusal, per run',
+        yLabel: 'CPU µs',
+        categories: limited.map((_, i) => `run ${i + 1}`),
+        series: [
+          { name: '429', values: limited.map((x) => x.cpuUs) },
+          { name: '401', values: unauth.map((x) => x.cpuUs) },
+          { name: 'dropped connection', values: drops.map((x) => x.cpuUs) },
+        ],
+      },
+    ],
+    notes,
+    data: { limited, unauth, drops, rss_mb: rssMb },
+  };
+}

@@ -1,0 +1,47 @@
+// What every scenario shares: its options, the placement (ward and the upstream on core 0, the load
+// generator, this process, on core 1), and the checks that make a report say when it cannot be trusted.
+
+import { cpus, loadavg } from 'node:os';
+import type { Progress } from '../progress.js';
+import { canPin, runToEnd } from '../processes.js';
+import type { Report } from '../report.js';
+import { wardAvailable, wardCliPath } from '../ward.js';
+
+export interface ScenarioOptions {
+  /** Seconds of each measured run. */
+  readonly durationS: number;
+  /** Runs (or baseline/test rounds) whose median or merge is reported. */
+  readonly runs: number;
+  /** ward --workers. */
+  readonly workers: number;
+  readonly progress: Progress;
+}
+
+export type Scenario = (o: ScenarioOptions) => Promise<Report>;
+
+export const SERVER_CPUS = '0';
+export const LOADGEN_CPUS = '1';
+
+/** Moves this process (every thread) to the load generator's core. */
+export async function pinSelf(cpus = LOADGEN_CPUS): Promise<void> {
+  if (canPin()) await runToEnd('taskset', ['-a', '-p', '-c', cpus, String(process.pid)]).catch(() => undefined);
+}
+
+export class WardMissing extends Error {
+  readonly code = 'ERR_WARD_MISSING';
+  constructor() {
+    super(`ward is not built: ${wardCliPath()} does not exist (run npm run build)`);
+  }
+}
+
+export function requireWard(): void {
+  if (!wardAvailable()) throw new WardMissing();
+}
+
+/** Notes every report carries about how far its numbers can be trusted. */
+export function placementNotes(): string[] {
+  const notes = [`placement: ward and the upstream pinned to core ${SERVER_CPUS}, the load generator to core ${LOADGEN_CPUS}${canPin() ? '' : ' (taskset missing: NOT pinned)'}`];
+  const busy = loadavg()[0];
+  if (busy > 1) notes.push(`the machine was busy before the run (load average ${busy.toFixed(2)} on ${cpus().length} cores): other processes shared the cores, so latencies and req/s are lower and noisier than on a quiet machine`);
+  return notes;
+}
