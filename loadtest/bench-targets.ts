@@ -39,6 +39,8 @@ export interface TargetSetup {
   readonly workers: number;
   readonly cpus?: string;
   readonly include: ReadonlySet<TargetName>;
+  /** Extra node flags for ward (e.g. --cpu-prof). */
+  readonly nodeFlags?: readonly string[];
   /** Lines for the report: what was skipped and why. */
   readonly notes: string[];
 }
@@ -58,7 +60,7 @@ export async function startBenchWard(s: TargetSetup): Promise<BenchTarget> {
     },
     s.keys,
   );
-  const child = await startWard(policy, { workers: s.workers, cpus: s.cpus });
+  const child = await startWard(policy, { workers: s.workers, cpus: s.cpus, nodeFlags: s.nodeFlags });
   if (!s.banned.length) return { name: 'ward', port: policy.port, pid: child.pid, limits: true, stop: () => child.stop() };
   // Get the banned addresses banned: their first requests go over the per-address rate.
   const warm = await runConnectFlood({ host: '127.0.0.1', port: policy.port, addresses: s.banned, durationS: 1, path: BENCH_PATH });

@@ -14,7 +14,7 @@ import { Progress } from './progress.js';
 import { ensureTools, findBinary } from './references.js';
 import { defaultReportsDir, machineInfo, renderMarkdown, writeReport, type Report, type Table } from './report.js';
 import { measureScaling, scalingTable } from './scaling.js';
-import { dropSample, median, ratio, wrkSample as measureWrk, type DropSample, type WrkSample as Sample } from './samples.js';
+import { dropSample, median, noiseNote, ratio, warmUp, wrkSample as measureWrk, type DropSample, type WrkSample as Sample } from './samples.js';
 import { spawnUpstream } from './upstream.js';
 import { makeKeys } from './ward.js';
 
@@ -65,6 +65,12 @@ export async function runBench(o: BenchOptions): Promise<Report> {
     const proxied = new Map<TargetName, Sample[]>();
     const refused = new Map<TargetName, Sample[]>();
     const drops = new Map<TargetName, DropSample[]>();
+    // JIT, connection pools and caches warm before anything counts.
+    for (const t of targets) {
+      progress.update(`warming up ${t.name}`);
+      await warmUp(t, { path: BENCH_PATH, token: tokens.ok, connections: o.connections, cpus: LOADGEN_CPUS });
+      if (t.limits) await warmUp(t, { path: BENCH_PATH, token: tokens.tiny, connections: o.connections, cpus: LOADGEN_CPUS }, 1);
+    }
     for (let round = 0; round < o.runs; round++) {
       for (const t of rotate(targets, round)) {
         const tag = `round ${round + 1}/${o.runs} · ${t.name}`;
@@ -80,6 +86,8 @@ export async function runBench(o: BenchOptions): Promise<Report> {
         progress.log(`${tag} · banned: ${Math.round(d.perSecond)} conn/s, ${d.cpuUs.toFixed(1)} CPU µs per drop (${d.answered} answered)`);
       }
     }
+    const noisy = noiseNote([...proxied.values(), ...refused.values()].flat());
+    if (noisy) notes.push(noisy);
     data.proxied = Object.fromEntries(proxied);
     data.refused = Object.fromEntries(refused);
     data.drops = Object.fromEntries(drops);
@@ -158,6 +166,7 @@ async function workers2(o: BenchOptions, s: Parameters<typeof startTargets>[0], 
   const targets = await startTargets({ ...s, workers: 2, cpus: '0,1' }, upstream);
   const rows = new Map<TargetName, Sample[]>();
   try {
+    for (const t of targets) await warmUp(t, { path: BENCH_PATH, token: s.tokens.ok, connections: o.connections, cpus: '0,1', threads: 2 });
     for (let round = 0; round < o.runs; round++) {
       for (const t of rotate(targets, round)) {
         const smp = await progress.countdown(`2 workers · round ${round + 1}/${o.runs} · ${t.name}`, o.durationS, wrkSample(t, s.tokens.ok, o, '0,1', 2));

@@ -117,3 +117,27 @@ export function cpuBetween(before: CpuSample, after: CpuSample): CpuUsage {
 export function cpuMicrosPer(usage: CpuUsage, units: number): number {
   return units > 0 ? (usage.cpuMs * 1000) / units : NaN;
 }
+
+/** Busy ticks of the whole machine (every CPU), from the first line of /proc/stat. */
+export function systemBusyTicks(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: idle and iowait are not busy
+  return f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0);
+}
+
+export interface NoiseMark {
+  readonly system: number;
+  readonly own: CpuSample;
+}
+
+/** Starts measuring the CPU that processes outside this one's tree use (other users of the machine). */
+export function markNoise(): NoiseMark {
+  return { system: systemBusyTicks(), own: sampleCpu(process.pid) };
+}
+
+/** Cores kept busy by processes outside this process's tree since `mark` (0 on a quiet machine). */
+export function noiseSince(mark: NoiseMark): number {
+  const own = cpuBetween(mark.own, sampleCpu(process.pid));
+  const systemMs = ((systemBusyTicks() - mark.system) * 1000) / clockTicksPerSecond();
+  return own.wallMs > 0 ? Math.max(0, (systemMs - own.cpuMs) / own.wallMs) : 0;
+}

@@ -3,13 +3,12 @@
 // generator's core, so they take only the CPU the well-behaved tenants' generator leaves over.
 // Run alone: `node dist/loadtest/load-gen-child.js OPTIONS.json` prints one `LOADGEN_RESULT {...}` line.
 
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runLoad, type FlowResult, type LoadOptions } from './load-gen.js';
 import type { LatencySummary } from './histogram.js';
-import { startChild } from './processes.js';
+import { startChild, tempDir } from './processes.js';
 
 const MARK = 'LOADGEN_RESULT ';
 
@@ -29,7 +28,7 @@ export interface ChildLoad {
 
 /** Starts the child and resolves once it is about to send (so the caller can start its own load). */
 export async function startLoadInChild(o: ChildLoadOptions, place: { cpus?: string; nice?: number } = {}): Promise<ChildLoad> {
-  const file = join(mkdtempSync(join(tmpdir(), 'ward-loadgen-')), 'options.json');
+  const file = join(tempDir('ward-loadgen-'), 'options.json');
   writeFileSync(file, JSON.stringify(o));
   const script = fileURLToPath(import.meta.url);
   const nice = place.nice ?? 0;

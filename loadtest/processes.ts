@@ -3,7 +3,9 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, connect } from 'node:net';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface ChildOptions {
   readonly name: string;
@@ -30,13 +32,23 @@ export interface Child {
 }
 
 const live = new Set<Child>();
+const tempDirs: string[] = [];
 let hooked = false;
+
+/** A fresh directory under the OS temp dir, removed when this process exits. */
+export function tempDir(prefix: string): string {
+  hookExit();
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
 
 function hookExit(): void {
   if (hooked) return;
   hooked = true;
   const killAll = () => {
     for (const c of live) c.proc.kill('SIGKILL');
+    for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
   };
   process.on('exit', killAll);
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {

@@ -5,10 +5,9 @@
 // Configs are written into a temp dir; nothing under /etc is read or changed.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { freePort, startChild, type Child } from './processes.js';
+import { freePort, startChild, tempDir, type Child } from './processes.js';
 
 export interface ReferenceSetup {
   readonly upstreamPort: number;
@@ -141,7 +140,7 @@ backend app
 }
 
 async function launch(name: string, cmd: string, args: (dir: string, port: number) => string[], config: (dir: string, port: number) => string, file: string, s: ReferenceSetup): Promise<RunningServer> {
-  const dir = mkdtempSync(join(tmpdir(), `ward-bench-${name}-`));
+  const dir = tempDir(`ward-bench-${name}-`);
   mkdirSync(join(dir, 'tmp'));
   const port = await freePort();
   writeFileSync(join(dir, file), config(dir, port));

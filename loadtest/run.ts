@@ -20,7 +20,7 @@ export const SCENARIOS: Readonly<Record<string, { run: Scenario; durationS: numb
   redis: { run: redis, durationS: 8, runs: 3, about: 'req/s and p99 with the Redis store vs the memory store' },
 };
 
-const USAGE = `usage: npm run loadtest -- SCENARIO [--duration S] [--runs N] [--workers N]
+const USAGE = `usage: npm run loadtest -- SCENARIO [--duration S] [--runs N] [--workers N] [--profile]
 scenarios:
 ${Object.entries(SCENARIOS)
   .map(([k, v]) => `  ${k.padEnd(11)} ${v.about}`)
@@ -30,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { duration: { type: 'string' }, runs: { type: 'string' }, workers: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { duration: { type: 'string' }, runs: { type: 'string' }, workers: { type: 'string' }, profile: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   });
   const name = positionals[0];
   const s = name ? SCENARIOS[name] : undefined;
@@ -48,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
     durationS: num(values.duration, s.durationS, 'duration'),
     runs: num(values.runs, s.runs, 'runs'),
     workers: num(values.workers, 1, 'workers'),
+    profile: values.profile,
     progress: new Progress(),
   });
   const dir = writeReport(report);

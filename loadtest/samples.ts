@@ -2,7 +2,7 @@
 // the server's own CPU time over the same interval, per request or per dropped connection.
 
 import { runConnectFlood } from './connect-flood.js';
-import { cpuBetween, cpuMicrosPer, sampleCpu } from './cpu.js';
+import { cpuBetween, cpuMicrosPer, markNoise, noiseSince, sampleCpu } from './cpu.js';
 import { runWrk } from './wrk.js';
 
 export interface Measured {
@@ -21,6 +21,8 @@ export interface WrkSample {
   readonly requests: number;
   /** Cores the server kept busy (1.0 = one core). */
   readonly cores: number;
+  /** Cores kept busy meanwhile by processes that are not part of the measurement (other users). */
+  readonly noise: number;
 }
 
 export interface DropSample {
@@ -42,10 +44,11 @@ export interface WrkSampleOptions {
 }
 
 export async function wrkSample(t: Measured, o: WrkSampleOptions): Promise<WrkSample> {
+  const noise = markNoise();
   const before = sampleCpu(t.pid);
   const r = await runWrk({ url: `http://127.0.0.1:${t.port}${o.path}`, connections: o.connections, durationS: o.durationS, token: o.token, cpus: o.cpus, threads: o.threads });
   const usage = cpuBetween(before, sampleCpu(t.pid));
-  return { rps: r.rps, p50_us: r.latency.p50_us, p99_us: r.latency.p99_us, cpuUs: cpuMicrosPer(usage, r.requests), non2xx: r.non2xx, requests: r.requests, cores: usage.cores };
+  return { rps: r.rps, p50_us: r.latency.p50_us, p99_us: r.latency.p99_us, cpuUs: cpuMicrosPer(usage, r.requests), non2xx: r.non2xx, requests: r.requests, cores: usage.cores, noise: noiseSince(noise) };
 }
 
 export async function dropSample(t: Measured, addresses: readonly string[], durationS: number, path: string): Promise<DropSample> {
@@ -65,4 +68,18 @@ export function median(xs: readonly number[]): number {
 /** a ÷ b to two decimals, or '–' when either is missing. */
 export function ratio(a: number, b: number): string {
   return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : '–';
+}
+
+/** A report line on how much else ran on the machine during the samples, or undefined when nothing did. */
+export function noiseNote(samples: readonly { readonly noise: number }[]): string | undefined {
+  const n = samples.map((s) => s.noise);
+  if (!n.length) return undefined;
+  const max = Math.max(...n);
+  if (max < 0.05) return undefined;
+  return `other processes on the machine kept ${median(n).toFixed(2)} cores busy (median; up to ${max.toFixed(2)}) during the measured runs: every number here is skewed by that much contention`;
+}
+
+/** Traffic that counts for nothing, so JIT, connection pools and caches are warm before the first sample. */
+export async function warmUp(t: Measured, o: Omit<WrkSampleOptions, 'durationS'>, seconds = 2): Promise<void> {
+  await runWrk({ url: `http://127.0.0.1:${t.port}${o.path}`, connections: o.connections, durationS: seconds, token: o.token, cpus: o.cpus, threads: o.threads });
 }

@@ -2,13 +2,12 @@
 // the gateway's CLI exists: a policy directory written into a temp dir (gateway.yaml, a fresh Ed25519
 // key pair as jwks.json + dev-private.jwk), tokens minted with the same key, and `ward serve` started.
 
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { stringify } from 'yaml';
-import { freePort, startChild, type Child } from './processes.js';
+import { freePort, startChild, tempDir, type Child } from './processes.js';
 
 export const ISSUER = 'https://id.loadtest.example';
 export const AUDIENCE = 'ward';
@@ -58,7 +57,7 @@ export interface WardPolicy {
 
 export async function writeWardPolicy(body: PolicyBody, keys?: SigningKeys): Promise<WardPolicy> {
   const k = keys ?? (await makeKeys());
-  const dir = mkdtempSync(join(tmpdir(), 'ward-loadtest-policy-'));
+  const dir = tempDir('ward-loadtest-policy-');
   mkdirSync(join(dir, 'keys'));
   writeFileSync(join(dir, 'keys', 'jwks.json'), JSON.stringify({ keys: [k.publicJwk] }, null, 2));
   writeFileSync(join(dir, 'keys', 'dev-private.jwk'), JSON.stringify(k.privateJwk, null, 2));

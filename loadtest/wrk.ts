@@ -4,10 +4,9 @@
 // wrk is closed-loop: its latency is measured per connection and hides queueing (coordinated omission);
 // fixed-rate latency comes from load-gen.ts instead.
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runToEnd } from './processes.js';
+import { runToEnd, tempDir } from './processes.js';
 
 export interface WrkOptions {
   readonly url: string;
@@ -84,7 +83,7 @@ export function parseWrkOutput(stdout: string): WrkResult {
 }
 
 export async function runWrk(o: WrkOptions): Promise<WrkResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'ward-wrk-'));
+  const dir = tempDir('ward-wrk-');
   let tokenFile: string | undefined;
   if (o.tokens?.length) {
     tokenFile = join(dir, 'tokens.txt');

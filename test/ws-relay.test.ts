@@ -3,7 +3,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:net';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { startWsWard, startUpstream, connect, closed, messages, eventually, UpgradeRefused, type WsWard, type Upstream } from './support/ws-gateway.js';
 
@@ -11,12 +11,17 @@ const T = { timeout: 30_000 };
 let echo: Upstream;
 let silent: Server;
 let silentPort: number;
+const silentSockets = new Set<Socket>();
 let ward: WsWard;
 
 before(async () => {
   echo = await startUpstream();
   // Accepts TCP and never answers the handshake: the upstream timeout's case.
-  silent = createServer(() => {});
+  silent = createServer((sock) => {
+    silentSockets.add(sock);
+    sock.once('close', () => silentSockets.delete(sock));
+    sock.resume(); // read (and drop) so the peer's FIN is seen
+  });
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
   silentPort = (silent.address() as { port: number }).port;
   ward = await startWsWard({
@@ -24,11 +29,13 @@ before(async () => {
       sigws: { targets: [echo.url] },
       down: { targets: ['ws://127.0.0.1:1'] },
       slow: { targets: [`ws://127.0.0.1:${silentPort}`], timeout_ms: 300 },
+      stuck: { targets: [`ws://127.0.0.1:${silentPort}`], timeout_ms: 20_000 },
     },
     routes: [
       { name: 'signal', prefix: '/v1/signal', websocket: true, upstream: 'sigws', bucket: 'api', concurrency: 'sessions', max_message_bytes: 2 << 20 },
       { name: 'down', prefix: '/v1/down', websocket: true, upstream: 'down' },
       { name: 'slow', prefix: '/v1/slow', websocket: true, upstream: 'slow' },
+      { name: 'stuck', prefix: '/v1/stuck', websocket: true, upstream: 'stuck', concurrency: 'sessions' },
       { name: 'api', prefix: '/v1/api', upstream: 'sigws' },
     ],
     tenants: {
@@ -201,4 +208,19 @@ test('an upstream that refuses the handshake answers 502, and the lease is not k
     await strict.stop();
     await picky.close();
   }
+});
+
+test('a client that gives up while ward dials the upstream frees its lease and the upstream attempt', T, async () => {
+  const inUse = () => ward.metric('ward_concurrency_in_use', { tenant: 'quitter', pool: 'sessions' });
+  const sock = netConnect(ward.port, '127.0.0.1');
+  sock.on('error', () => {});
+  sock.write(
+    'GET /v1/stuck HTTP/1.1\r\nHost: ward\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n' +
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nAuthorization: Bearer ${ward.token('quitter')}\r\n\r\n`,
+  );
+  await eventually(inUse, (n) => n === 1);
+  await eventually(() => silentSockets.size, (n) => n >= 1);
+  sock.destroy();
+  await eventually(inUse, (n) => n === 0, 2000);
+  await eventually(() => silentSockets.size, (n) => n === 0, 2000);
 });

@@ -2,9 +2,13 @@
 
 import type { Policy } from '../policy/types.js';
 import type { ThreadSnapshot } from './edge-thread.js';
+import type { ReleaseCounts } from '../release/release-router.js';
+import type { ReleaseState } from '../release/release-state.js';
 
 export type ToWorker =
-  | { type: 'policy'; policy: Policy }
+  /** upstreamBuffers: the main thread's target tables for this policy (shared, not copied). */
+  | { type: 'policy'; policy: Policy; upstreamBuffers?: Record<string, SharedArrayBuffer> }
+  | { type: 'release-states'; states: Record<string, ReleaseState> }
   | { type: 'snapshot'; id: number }
   | { type: 'drain'; timeoutMs: number };
 
@@ -12,4 +16,6 @@ export type FromWorker =
   | { type: 'ready'; port: number }
   | { type: 'failed'; message: string }
   | { type: 'snapshot'; id: number; snapshot: ThreadSnapshot }
-  | { type: 'drained' };
+  | { type: 'drained' }
+  /** Every second while requests on released routes are proxied: for the ReleaseController. */
+  | { type: 'release-counts'; counts: ReleaseCounts };

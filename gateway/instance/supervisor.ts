@@ -1,7 +1,9 @@
 // `ward serve`: loads the policy, creates the shared tables, starts N listener threads on one
 // port, the admin port, the policy watcher (and SIGHUP), and drains on SIGTERM.
 
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { E2EService } from '../e2e/e2e-service.js';
+import { serveE2E } from '../e2e/e2e-rpc.js';
 import { availableParallelism } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { loadPolicy } from '../policy/loader.js';
@@ -9,11 +11,16 @@ import { watchPolicy } from '../policy/watch.js';
 import type { Policy, PolicyProblem } from '../policy/types.js';
 import { FloodGuard } from '../stages/admit/flood-guard.js';
 import { createStoreHandle, openStore } from '../store/create-store.js';
-import type { LimitStore } from '../store/types.js';
+import type { LimitStore, StoreStatus } from '../store/types.js';
 import { EdgeThread, type EdgeThreadInit, type ThreadSnapshot } from './edge-thread.js';
 import type { FromWorker, ToWorker } from './messages.js';
 import { AdminServer, type Readiness } from '../admin/admin-server.js';
 import { MetricsRegistry } from '../metrics/registry.js';
+import { StoreMetrics } from '../metrics/store-metrics.js';
+import { OpsPlane } from './ops-plane.js';
+import type { ReleaseCounts } from '../release/release-router.js';
+import type { ReleaseState } from '../release/release-state.js';
+import type { AdminOverview } from '../admin/admin-api.js';
 import type { Logger } from '../log.js';
 
 export interface ServeOptions {
@@ -27,7 +34,9 @@ export interface ServeOptions {
 /** A listener thread as the supervisor sees it, in this thread or a worker. */
 interface ThreadLink {
   readonly port: number;
-  apply(policy: Policy): void;
+  /** upstreamBuffers: the ops plane's shared target tables for this policy. */
+  apply(policy: Policy, upstreamBuffers: Record<string, SharedArrayBuffer>): void;
+  releaseStates(states: Record<string, ReleaseState>): void;
   snapshot(): Promise<ThreadSnapshot>;
   drain(timeoutMs: number): Promise<void>;
 }
@@ -35,14 +44,15 @@ interface ThreadLink {
 function inlineLink(t: EdgeThread): ThreadLink {
   return {
     port: t.port,
-    apply: (p) => t.apply(p),
+    apply: (p, buffers) => t.apply(p, buffers),
+    releaseStates: (s) => t.setReleaseStates(s),
     snapshot: async () => t.snapshot(),
     drain: (ms) => t.drain(ms),
   };
 }
 
-function workerLink(init: EdgeThreadInit): Promise<ThreadLink> {
-  const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: init });
+function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) => void): Promise<ThreadLink> {
+  const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: init, transferList: init.e2ePort ? [init.e2ePort] : [] });
   const waiting = new Map<number, (s: ThreadSnapshot) => void>();
   let drained: (() => void) | undefined;
   let nextId = 0;
@@ -54,7 +64,8 @@ function workerLink(init: EdgeThreadInit): Promise<ThreadLink> {
         case 'ready':
           resolve({
             port: m.port,
-            apply: (policy) => send({ type: 'policy', policy }),
+            apply: (policy, upstreamBuffers) => send({ type: 'policy', policy, upstreamBuffers }),
+            releaseStates: (states) => send({ type: 'release-states', states }),
             snapshot: () =>
               new Promise((res) => {
                 const id = ++nextId;
@@ -78,6 +89,9 @@ function workerLink(init: EdgeThreadInit): Promise<ThreadLink> {
           break;
         case 'drained':
           drained?.();
+          break;
+        case 'release-counts':
+          onReleaseCounts(m.counts);
           break;
       }
     });
@@ -118,7 +132,12 @@ export class Supervisor {
   private policy!: Policy;
   private admin!: AdminServer;
   private store!: LimitStore;
+  /** Upstream health, gray release and the console's actions (main thread). */
+  private ops!: OpsPlane;
+  private lastReloadError: string | undefined;
+  private e2e!: E2EService;
   private readonly metrics = new MetricsRegistry();
+  private readonly storeMetrics = new StoreMetrics(this.metrics.registry);
   private draining = false;
   private lastReload = { at: new Date().toISOString(), result: 'success' as 'success' | 'failure', hash: '' };
   private watcher: { close(): void } | undefined;
@@ -145,24 +164,40 @@ export class Supervisor {
     this.lastReload.hash = res.policy.hash;
     const storeHandle = createStoreHandle(this.policy.store);
     this.store = openStore(storeHandle);
+    this.ops = await OpsPlane.start(this.policy, { log, onReleaseStates: (s) => this.threads.forEach((t) => t.releaseStates(s)) });
+    const onReleaseCounts = (c: ReleaseCounts) => this.ops.addCounts(c);
+    this.e2e = new E2EService(this.policy.store, log);
     const flood = FloodGuard.create().shared();
     const workers = Math.max(1, this.opts.workers ?? availableParallelism());
     if (this.policy.listen.port !== 0) await assertPortFree(this.policy.listen.host, this.policy.listen.port);
-    const init = (port: number): EdgeThreadInit => ({ policy: this.policy, store: storeHandle, flood, port });
+    const init = (port: number): EdgeThreadInit => ({
+      policy: this.policy, store: storeHandle, flood, port, upstreamBuffers: this.ops.buffers(), releaseStates: this.ops.releaseStates(),
+    });
+    /** A worker's init, with its own port to the supervisor's E2E directory. */
+    const workerInit = (port: number): EdgeThreadInit => {
+      const { port1, port2 } = new MessageChannel();
+      serveE2E(port1, this.e2e.handle);
+      return { ...init(port), e2ePort: port2 };
+    };
     if (workers === 1) {
-      this.threads.push(inlineLink(await EdgeThread.start(init(this.policy.listen.port), log)));
+      this.threads.push(inlineLink(await EdgeThread.start(init(this.policy.listen.port), log, this.e2e.handle, { onReleaseCounts })));
     } else {
       // Every thread binds the same non-zero port (SO_REUSEPORT); see freePort for port 0.
       const port = this.policy.listen.port !== 0 ? this.policy.listen.port : await freePort(this.policy.listen.host);
-      const first = await workerLink(init(port));
+      const first = await workerLink(workerInit(port), onReleaseCounts);
       this.threads.push(first);
-      const rest = await Promise.allSettled(Array.from({ length: workers - 1 }, () => workerLink(init(first.port))));
+      const rest = await Promise.allSettled(Array.from({ length: workers - 1 }, () => workerLink(workerInit(first.port), onReleaseCounts)));
       for (const r of rest) if (r.status === 'fulfilled') this.threads.push(r.value);
       const failed = rest.find((r) => r.status === 'rejected');
       if (failed) await this.abandon((failed as PromiseRejectedResult).reason as Error);
     }
     this.port = this.threads[0]!.port;
-    this.admin = new AdminServer({ readiness: () => this.readiness(), metrics: () => this.renderMetrics() });
+    this.ops.registerMetrics(this.metrics.registry);
+    this.admin = new AdminServer({
+      readiness: () => this.readiness(),
+      metrics: () => this.renderMetrics(),
+      console: this.ops.console(() => this.policy.admin, () => this.overview()),
+    });
     const { host, port } = this.policy.admin;
     this.adminPort = await this.admin.listen(host, port).catch((err: Error) => this.abandon(new Error(`cannot listen on the admin port ${host}:${port}: ${err.message}`)));
     this.watcher = watchPolicy(this.opts.dir, () => void this.reload('watch'));
@@ -202,6 +237,7 @@ export class Supervisor {
     if (!res.ok) {
       reloads.inc({ result: 'failure' });
       this.lastReload = { at: new Date().toISOString(), result: 'failure', hash: this.policy.hash };
+      this.lastReloadError = describeProblems(res.problems)[0];
       log.error({ cause, problems: describeProblems(res.problems) }, 'policy reload refused; the last good policy stays in force');
       return;
     }
@@ -209,8 +245,11 @@ export class Supervisor {
     const p = res.policy;
     if (JSON.stringify(p.store) !== JSON.stringify(this.policy.store)) log.warn('store settings changed: they take effect at the next restart');
     if (p.listen.port !== this.policy.listen.port || p.admin.port !== this.policy.admin.port) log.warn('listen/admin ports changed: they take effect at the next restart');
+    await this.ops.apply(p);
     this.policy = p;
-    for (const t of this.threads) t.apply(p);
+    const buffers = this.ops.buffers();
+    for (const t of this.threads) t.apply(p, buffers);
+    this.lastReloadError = undefined;
     reloads.inc({ result: 'success' });
     this.lastReload = { at: new Date().toISOString(), result: 'success', hash: p.hash };
     log.info({ cause, policy: p.hash.slice(0, 12) }, 'policy reloaded');
@@ -223,22 +262,60 @@ export class Supervisor {
     this.watcher?.close();
     const timeout = this.opts.drainTimeoutMs ?? 10_000;
     await Promise.all(this.threads.map((t) => t.drain(timeout)));
+    await this.ops.close();
     await this.admin.close();
     await this.store.close();
+    await this.e2e.close();
     this.opts.log.info('drained');
   }
 
   private async readiness(): Promise<Readiness> {
     if (this.draining) return { serving: false, reasons: ['draining'] };
     const reasons: string[] = [];
-    const s = this.store.status();
-    if (s.state === 'degraded') reasons.push(s.reason ?? 'store_degraded');
+    // The threads' stores carry the traffic (a slow Redis shows there first); this one only reads.
+    const degraded = [this.store.status(), ...(await this.threadStores())].find((s) => s.state === 'degraded');
+    if (degraded) reasons.push(degraded.reason ?? 'store_degraded');
+    reasons.push(...this.ops.readinessReasons());
     return { serving: true, reasons };
+  }
+
+  /** The console's overview: policy version, last reload, readiness, top tenants by refusals. */
+  private async overview(): Promise<AdminOverview> {
+    const r = await this.readiness();
+    const snaps = await Promise.all(this.threads.map((t) => t.snapshot()));
+    const byTenant = new Map<string, Record<string, number>>();
+    for (const s of snaps) {
+      for (const [[tenant, , outcome], n] of s.counters['ward_requests_total'] ?? []) {
+        if (!tenant || n === 0 || (outcome !== 'rate_limited' && outcome !== 'concurrency_limited')) continue;
+        const m = byTenant.get(tenant) ?? {};
+        m[outcome] = (m[outcome] ?? 0) + n;
+        byTenant.set(tenant, m);
+      }
+    }
+    const top = [...byTenant].map(([tenant, reasons]) => ({ tenant, count: Object.values(reasons).reduce((a, b) => a + b, 0), reasons }));
+    top.sort((a, b) => b.count - a.count);
+    const lr = this.lastReload;
+    return {
+      policy_version: this.policy.hash,
+      last_reload: { at: Date.parse(lr.at), result: lr.result, ...(this.lastReloadError !== undefined ? { error: this.lastReloadError } : {}) },
+      readiness: { status: !r.serving ? 'unavailable' : r.reasons.length > 0 ? 'degraded' : 'ok', reasons: r.reasons },
+      top_refusals: top.slice(0, 10),
+    };
+  }
+
+  /** The listener threads' store states; none from a thread that does not answer within 500 ms. */
+  private async threadStores(): Promise<StoreStatus[]> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<ThreadSnapshot[]>((r) => (timer = setTimeout(() => r([]), 500)));
+    const snaps = await Promise.race([Promise.all(this.threads.map((t) => t.snapshot())), late]);
+    clearTimeout(timer);
+    return snaps.map((s) => s.store);
   }
 
   private async renderMetrics(): Promise<{ contentType: string; text: string }> {
     const snaps = await Promise.all(this.threads.map((t) => t.snapshot()));
     this.metrics.setThreadCounters(snaps.map((s) => s.counters));
+    this.storeMetrics.set(snaps.map((s) => s.storeStats));
     const pools = new Map<string, [string, string]>();
     for (const s of snaps) for (const [tenant, pool, key] of s.pools) pools.set(key, [tenant, pool]);
     const inUse = await Promise.all([...pools].map(async ([key, [tenant, pool]]) => ({ labels: { tenant, pool }, value: await this.store.inUse(key) })));

@@ -11,13 +11,16 @@ const init = workerData as EdgeThreadInit;
 
 const post = (m: FromWorker) => port.postMessage(m);
 
-EdgeThread.start(init, log).then(
+EdgeThread.start(init, log, undefined, { onReleaseCounts: (counts) => post({ type: 'release-counts', counts }) }).then(
   (thread) => {
     post({ type: 'ready', port: thread.port });
     port.on('message', (m: ToWorker) => {
       switch (m.type) {
         case 'policy':
-          thread.apply(m.policy);
+          thread.apply(m.policy, m.upstreamBuffers);
+          break;
+        case 'release-states':
+          thread.setReleaseStates(m.states);
           break;
         case 'snapshot':
           post({ type: 'snapshot', id: m.id, snapshot: thread.snapshot() });

@@ -20,10 +20,9 @@ export class EdgeMetrics {
   readonly dropped = new HotCounterVec('ward_dropped_total', 'Connections dropped at the edge without an answer', ['reason']);
   readonly shadow = new HotCounterVec('ward_shadow_refusals_total', 'What enforce:false rules would have refused', ['rule', 'reason']);
   readonly authFailures = new HotCounterVec('ward_auth_failures_total', 'Rejected bearer tokens by reason', ['reason']);
-  readonly storeFailOpen = new HotCounterVec('ward_store_fail_open_total', 'Admissions decided by local insurance limits while the shared store was unreachable', []);
 
   all(): HotCounterVec[] {
-    return [this.requests, this.dropped, this.shadow, this.authFailures, this.storeFailOpen];
+    return [this.requests, this.dropped, this.shadow, this.authFailures];
   }
 
   snapshot(): Record<string, CounterSnapshot> {

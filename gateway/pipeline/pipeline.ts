@@ -87,20 +87,33 @@ export class Pipeline {
       return this.refused(verdicts.NO_ROUTE, '', route.name, 'no_route');
     }
     if (route.public) return this.grant(route, this.anonymous, undefined, EMPTY_PLAN, undefined);
+    const id = this.authenticate(head, now);
+    if (id === null) return this.refused(verdicts.UNAUTHORIZED, '', route.name, 'unauthorized');
+    if (!(id instanceof Promise)) return this.limit(route, id, now);
+    return id.then((v) => (v === null ? this.refused(verdicts.UNAUTHORIZED, '', route.name, 'unauthorized') : this.limit(route, v, Date.now())));
+  }
+
+  /** The caller's verified identity (from the cache when seen before), or null. */
+  authenticate(head: RequestHead, now: number): Identity | null | Promise<Identity | null> {
     const token = this.tokenOf(head);
     if (token === undefined) {
       this.deps.metrics.authFailures.inc('missing');
-      return this.refused(verdicts.UNAUTHORIZED, '', route.name, 'unauthorized');
+      return null;
     }
     const cached = this.verifier.lookup(token, now);
     if (cached === null) {
       this.deps.metrics.authFailures.inc('rejected_cached');
-      return this.refused(verdicts.UNAUTHORIZED, '', route.name, 'unauthorized');
+      return null;
     }
-    if (cached !== undefined) return this.limit(route, cached, now);
-    return this.verifier
-      .verify(token, (reason) => this.deps.metrics.authFailures.inc(reason))
-      .then((id) => (id === null ? this.refused(verdicts.UNAUTHORIZED, '', route.name, 'unauthorized') : this.limit(route, id, Date.now())));
+    if (cached !== undefined) return cached;
+    return this.verifier.verify(token, (reason) => this.deps.metrics.authFailures.inc(reason));
+  }
+
+  /** The tenant state of a verified identity under this policy version. */
+  tenantOf(id: Identity): TenantState {
+    let t = id.attached as TenantState | undefined;
+    if (t === undefined) id.attached = t = this.limitsFor(id.tenant);
+    return t;
   }
 
   /** The tenant's limits under this policy version (built once per tenant). */
@@ -133,8 +146,7 @@ export class Pipeline {
   }
 
   private limit(route: RouteSpec, id: Identity, now: number): AdmitOutcome | Promise<AdmitOutcome> {
-    let t = id.attached as TenantState | undefined;
-    if (t === undefined) id.attached = t = this.limitsFor(id.tenant);
+    const t = this.tenantOf(id);
     const plan = t.routePlan(route);
     if (plan === EMPTY_PLAN) return this.grant(route, t, id.sub, plan, undefined);
     const a = this.deps.store.admit(plan, now);

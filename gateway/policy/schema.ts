@@ -102,12 +102,15 @@ const store: Schema = {
     nodes: opt(list({ kind: 'string', refine: redisUrl }, 1)),
     prefix: dflt(str, 'ward:'),
     outage_share: dflt({ kind: 'number', above: 0, max: 1 }, 0.5),
+    // Longest a request waits on Redis before the local insurance limits answer (store default 100).
+    command_timeout_ms: opt(int(1, 60_000)),
   },
   finish(o, issue) {
     if (o.kind === 'redis' && o.url === undefined) issue('kind', 'store.kind redis needs store.url (e.g. "redis://127.0.0.1:6379")');
     if (o.kind === 'redis-cluster' && o.nodes === undefined) issue('kind', 'store.kind redis-cluster needs store.nodes');
     if (o.kind !== 'redis' && o.url !== undefined) issue('url', 'store.url is only used with kind: redis');
     if (o.kind !== 'redis-cluster' && o.nodes !== undefined) issue('nodes', 'store.nodes is only used with kind: redis-cluster');
+    if (o.kind === 'memory' && o.command_timeout_ms !== undefined) issue('command_timeout_ms', 'store.command_timeout_ms is only used with kind: redis or redis-cluster');
   },
 };
 

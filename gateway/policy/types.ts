@@ -100,6 +100,8 @@ export interface StoreSpec {
   readonly prefix: string;
   /** Share of each limit one instance may grant on its own while the shared store is unreachable. */
   readonly outage_share: number;
+  /** ms a request waits on Redis before the insurance limits answer (default 100). */
+  readonly command_timeout_ms?: number;
 }
 
 export interface AuthSpec {

@@ -26,6 +26,8 @@ const SKIP_RESPONSE = new Set(['content-length', 'date']);
 
 /** Queue at most this much request body before the upstream call exists, then pause the client. */
 const EARLY_BODY_PAUSE = 64 * 1024;
+/** A body up to this size is kept until the upstream answers, so a connect failure can send it to another target. */
+const REPLAY_MAX = 64 * 1024;
 
 export interface ExchangeEnv {
   readonly upstreams: Upstreams;
@@ -51,6 +53,18 @@ export function answer(res: HttpResponse, v: Verdict, requestId: string): void {
   });
 }
 
+/** Writes a JSON answer ward composes itself (e.g. the /v1/e2e/ endpoints). */
+export function writeJson(res: HttpResponse, status: number, body: unknown, headers: readonly string[] = []): void {
+  const text = JSON.stringify(body);
+  res.cork(() => {
+    res.writeStatus(statusLine(status));
+    for (let i = 0; i < headers.length; i += 2) res.writeHeader(headers[i]!, headers[i + 1]!);
+    res.writeHeader('content-type', 'application/json');
+    res.writeHeader('cache-control', 'no-store');
+    res.end(text);
+  });
+}
+
 export class HttpExchange implements ResponseSink {
   private aborted = false;
   private finished = false;
@@ -64,6 +78,10 @@ export class HttpExchange implements ResponseSink {
   private readonly bodyLength: number;
   private early: Buffer[] | undefined;
   private earlyBytes = 0;
+  /** Body chunks handed to the first upstream call, for the one retry after a connect failure
+   * (nothing reached that target); undefined once the body outgrew REPLAY_MAX. */
+  private replay: Buffer[] | undefined;
+  private replayBytes = 0;
   private bodyBytes = 0;
   private bodyDone = false;
   private clientPaused = false;
@@ -84,6 +102,7 @@ export class HttpExchange implements ResponseSink {
   ) {
     this.bodyLength = contentLength !== undefined ? Number(contentLength) : chunked ? -1 : 0;
     this.expectBody = this.bodyLength !== 0;
+    if (this.expectBody && this.bodyLength <= REPLAY_MAX) this.replay = [];
     env.inFlightChanged(1);
     res.onAborted(() => this.onAborted());
     if (this.expectBody) res.onData((chunk, isLast) => this.onClientData(chunk, isLast));
@@ -107,12 +126,14 @@ export class HttpExchange implements ResponseSink {
 
   private send(): void {
     const grant = this.grant!;
-    const target = this.env.upstreams.pick(grant.upstream, grant, this.head, this.target);
+    const failed = this.target; // a retry: try another target, then let the failed one go
+    const target = this.env.upstreams.pick(grant.upstream, grant, this.head, failed);
+    this.target = target;
+    if (failed !== undefined) this.env.upstreams.release(failed);
     if (target === undefined) {
       this.fail(verdicts.UPSTREAM_UNAVAILABLE, 'upstream_unavailable');
       return;
     }
-    this.target = target;
     const h = this.head;
     const headers = forwardHeaderBlock(h.headers, h.remoteText, h.requestId, grant.route.public ? undefined : grant.tenant);
     const path = h.query.length > 0 ? h.url + '?' + h.query : h.url;
@@ -124,7 +145,13 @@ export class HttpExchange implements ResponseSink {
     if (!this.expectBody) return;
     call.onDrain(() => this.resumeClient());
     if (this.early !== undefined) {
-      for (const c of this.early) if (!call.write(c)) this.pauseClient();
+      let ok = true;
+      for (const c of this.early) {
+        this.keep(c);
+        if (!call.write(c)) ok = false;
+      }
+      if (!ok) this.pauseClient();
+      else if (this.retried) this.resumeClient(); // paused by the failed call's socket
       this.early = undefined;
       this.earlyBytes = 0;
     }
@@ -152,8 +179,19 @@ export class HttpExchange implements ResponseSink {
       if (this.earlyBytes >= EARLY_BODY_PAUSE) this.pauseClient();
       return;
     }
-    if (copy.length > 0 && !call.write(copy)) this.pauseClient();
+    if (copy.length > 0) {
+      this.keep(copy);
+      if (!call.write(copy)) this.pauseClient();
+    }
     if (isLast) call.end();
+  }
+
+  /** Keeps a chunk sent to the first call for a retry after a connect failure, while the body is small. */
+  private keep(c: Buffer): void {
+    if (this.replay === undefined || this.retried) return;
+    this.replayBytes += c.length;
+    if (this.replayBytes > REPLAY_MAX) this.replay = undefined;
+    else this.replay.push(c);
   }
 
   private pauseClient(): void {
@@ -194,7 +232,7 @@ export class HttpExchange implements ResponseSink {
       }
     });
     this.total = this.total === -2 ? -2 : total;
-    this.env.upstreams.report(this.target!, status >= 500 ? '5xx' : status >= 400 ? '4xx' : 'ok', Date.now() - this.startedAt);
+    this.env.upstreams.report(this.target!, status >= 500 ? '5xx' : status >= 400 ? '4xx' : 'ok', Date.now() - this.startedAt, this.grant);
   }
 
   onData(chunk: Buffer): boolean {
@@ -236,10 +274,16 @@ export class HttpExchange implements ResponseSink {
 
   onError(kind: UpstreamErrorKind, bodySent: boolean, responseStarted: boolean): void {
     if (this.aborted || this.finished) return;
-    this.env.upstreams.report(this.target!, kind, Date.now() - this.startedAt);
+    this.env.upstreams.report(this.target!, kind, Date.now() - this.startedAt, this.grant);
     if (!responseStarted && !this.headSent && this.mayRetry(kind, bodySent)) {
       this.retried = true;
       this.call = undefined;
+      if (this.expectBody) {
+        // Nothing reached the failed target: the new call gets the body from its start.
+        this.early = this.replay;
+        this.earlyBytes = this.replayBytes;
+        this.replay = undefined;
+      }
       this.send();
       return;
     }
@@ -255,10 +299,12 @@ export class HttpExchange implements ResponseSink {
   }
 
   /** Contract: idempotent bodiless requests are retried once after a connect failure or a reset
-   * before any response byte; others only after a connect failure (nothing was sent). */
+   * before any response byte; others only after a connect failure (nothing was sent), when the
+   * body so far is small enough to have been kept (REPLAY_MAX). */
   private mayRetry(kind: UpstreamErrorKind, bodySent: boolean): boolean {
-    if (this.retried || this.expectBody) return false;
-    if (kind === 'connect') return !bodySent;
+    if (this.retried) return false;
+    if (kind === 'connect') return !bodySent && (!this.expectBody || this.replay !== undefined);
+    if (this.expectBody) return false;
     const m = this.head.method;
     return kind === 'reset' && (m === 'GET' || m === 'HEAD' || m === 'OPTIONS');
   }
@@ -304,6 +350,11 @@ export class HttpExchange implements ResponseSink {
   private end(outcome: Outcome | undefined): void {
     if (this.finished) return;
     this.finished = true;
+    const t = this.target;
+    if (t !== undefined) {
+      this.target = undefined;
+      this.env.upstreams.release(t);
+    }
     const g = this.grant;
     if (g !== undefined) {
       g.finish();

@@ -18,8 +18,8 @@ export interface ListenerDeps {
   readonly log: Logger;
   /** Handles requests ward serves itself (e.g. /v1/e2e/); returns true when it took the request. */
   local?(res: HttpResponse, head: RequestHead, pipeline: Pipeline): boolean;
-  /** WebSocket behaviour for upgrade requests. */
-  websocket?: WebSocketBehavior<unknown>;
+  /** WebSocket behaviours by uWS pattern, most specific first (e.g. /v1/e2e/relay before /*). */
+  websockets?: ReadonlyArray<readonly [string, WebSocketBehavior<any>]>;
 }
 
 const ID_PREFIX = randomBytes(4).toString('hex') + threadId.toString(36);
@@ -56,7 +56,7 @@ export class HttpListener implements ExchangeEnv {
 
   constructor(private readonly deps: ListenerDeps) {
     this.app = uws.App();
-    if (deps.websocket) this.app.ws('/*', deps.websocket);
+    for (const [pattern, behavior] of deps.websockets ?? []) this.app.ws(pattern, behavior);
     this.app.any('/*', (res, req) => this.onRequest(res, req));
   }
 

@@ -5,7 +5,9 @@
 import type { StoreSpec } from '../policy/types.js';
 import type { LimitStore, StoreStatus } from './types.js';
 import { MemoryLimitStore, type MemoryLimitStoreHandle } from './memory/memory-store.js';
-import { RedisLimitStore } from './redis/redis-store.js';
+import { RedisLimitStore, type RedisLimitStoreStats } from './redis/redis-store.js';
+
+export type { RedisLimitStoreStats };
 
 export interface StoreHandle {
   readonly spec: StoreSpec;
@@ -19,5 +21,16 @@ export function createStoreHandle(spec: StoreSpec): StoreHandle {
 export function openStore(h: StoreHandle, onStateChange?: (s: StoreStatus, cause?: Error) => void): LimitStore {
   const memory = MemoryLimitStore.attach(h.memory);
   if (h.spec.kind === 'memory') return memory;
-  return new RedisLimitStore(h.spec, memory, { onStateChange });
+  return new RedisLimitStore(h.spec, memory, { onStateChange, commandTimeoutMs: h.spec.command_timeout_ms });
+}
+
+/** Waits (bounded) until a shared store is connected, so a fresh instance starts on the shared
+ * budget rather than on its insurance share; true at once for the memory store. */
+export function storeReady(store: LimitStore, timeoutMs = 2000): Promise<boolean> {
+  return store instanceof RedisLimitStore ? store.ready(timeoutMs) : Promise.resolve(true);
+}
+
+/** The Redis store's counters (fail-opens, outages, errors, script time), for metrics. */
+export function storeStats(store: LimitStore): RedisLimitStoreStats | undefined {
+  return store instanceof RedisLimitStore ? store.stats() : undefined;
 }

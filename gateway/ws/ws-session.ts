@@ -5,16 +5,17 @@
 // Backpressure. Client slow: once uWS holds CLIENT_HIGH_WATER bytes for the client, the upstream
 // socket stops being read (ws pause) until uWS reports `drain`; the upstream's own writes then
 // block in its kernel buffers. Upstream slow: uWS cannot stop reading a WebSocket (it has no read
-// pause for them), so ward bounds what it holds instead: once the bytes waiting for the upstream
-// pass upstreamHighWater, the session is closed with 1013 (try again later) and both sockets'
-// memory is freed. Neither direction grows ward's memory without bound.
+// pause for them), so ward bounds what it holds instead (client-relay.ts): once the bytes waiting
+// for the upstream pass max(UPSTREAM_HIGH_WATER, 2 × max_message_bytes), the session is closed
+// with 1013 (try again later). Neither direction grows ward's memory without bound.
 
 import type { HttpResponse, WebSocket as UWebSocket, us_socket_context_t } from 'uWebSockets.js';
 import { WebSocket } from 'ws';
 import type { Grant, RequestHead, Verdict } from '../pipeline/types.js';
-import type { Admission, AdmitPlan } from '../store/types.js';
+import type { AdmitPlan } from '../store/types.js';
 import type { RouteSpec } from '../policy/types.js';
-import { SipGuard, type SipDecision } from '../sip/sip-guard.js';
+import { SipGuard } from '../sip/sip-guard.js';
+import { ClientRelay, type ClientRelaySink } from './client-relay.js';
 import { clientCloseToUpstream, upstreamCloseToClient } from './close-codes.js';
 import type { WsDeps, WsRouteCells, WsUpstream, WsUpstreamResult } from './types.js';
 import * as verdicts from '../pipeline/verdicts.js';
@@ -30,16 +31,6 @@ const enum Phase {
   Closed,
 }
 
-const PENDING = Symbol('pending');
-
-interface Queued {
-  readonly data: Buffer;
-  readonly isBinary: boolean;
-  /** Message-bucket answer: PENDING while the store answers, undefined once checked (or none). */
-  charge: Admission | typeof PENDING | undefined;
-  decision: SipDecision | typeof PENDING | undefined;
-}
-
 /** uWS user data: uWS keeps the object's own properties, not its prototype, so the session rides in one. */
 export interface SessionRef {
   readonly session: WsSession;
@@ -52,7 +43,7 @@ export interface SessionHost {
   readonly draining: boolean;
 }
 
-export class WsSession {
+export class WsSession implements ClientRelaySink {
   readonly route: RouteSpec;
   private readonly cells: WsRouteCells;
   private phase = Phase.Connecting;
@@ -66,12 +57,9 @@ export class WsSession {
   private result: WsUpstreamResult = 'closed';
   private openCounted = false;
   // client → upstream
-  private readonly msgPlan: AdmitPlan | undefined;
+  private readonly relay: ClientRelay;
   private readonly sip: SipGuard | undefined;
   private readonly maxBytes: number;
-  private readonly upstreamHighWater: number;
-  private queue: Queued[] = [];
-  private queuedBytes = 0;
   // upstream → client
   private upstreamPaused = false;
   private early: Array<[Buffer, boolean]> = [];
@@ -94,8 +82,7 @@ export class WsSession {
     const route = this.route;
     this.cells = deps.metrics.cells(grant.tenant, route.name);
     this.maxBytes = route.max_message_bytes;
-    this.upstreamHighWater = Math.max(UPSTREAM_HIGH_WATER, 2 * route.max_message_bytes);
-    this.msgPlan = shadowed(route.message_bucket === undefined ? undefined : grant.limits.bucketPlan(route.message_bucket), route.enforce);
+    const shadow = (reason: string): void => deps.metrics.shadow(`route:${route.name}`, reason);
     if (route.sip) {
       this.sip = new SipGuard({
         store: grant.store,
@@ -103,10 +90,22 @@ export class WsSession {
         poolName: route.call_pool ?? '',
         maxCallMs: route.max_call_s * 1000,
         cells: this.cells,
-        shadow: (reason) => deps.metrics.shadow(`route:${route.name}`, reason),
+        shadow,
         log: deps.log,
       });
     }
+    this.relay = new ClientRelay(
+      {
+        store: grant.store,
+        msgPlan: shadowed(route.message_bucket === undefined ? undefined : grant.limits.bucketPlan(route.message_bucket), route.enforce),
+        sip: this.sip,
+        highWater: Math.max(UPSTREAM_HIGH_WATER, 2 * route.max_message_bytes),
+        cells: this.cells,
+        shadow,
+        log: deps.log,
+      },
+      this,
+    );
     host.sessions.add(this);
   }
 
@@ -228,112 +227,34 @@ export class WsSession {
       this.cells.droppedFromClient.n++;
       return this.closeClient(1009, 'message_too_big');
     }
-    let charge: Admission | Promise<Admission> | undefined;
-    if (this.msgPlan !== undefined) {
-      try {
-        charge = this.grant.store.admit(this.msgPlan, now);
-      } catch (err) {
-        this.host.deps.log.warn({ err }, 'message bucket admission failed; message relayed');
-      }
-    }
-    if (this.queue.length === 0 && !(charge instanceof Promise)) {
-      if (charge !== undefined && !this.charged(charge)) return;
-      if (this.sip === undefined) return this.forward(ab, isBinary);
-      const d = this.sip.fromClient(new Uint8Array(ab), now);
-      if (!(d instanceof Promise)) return this.apply(d, ab, isBinary);
-      const q = this.enqueue(ab, isBinary);
-      if (q === undefined) return;
-      q.decision = PENDING;
-      void d.then((r) => this.settle(q, 'decision', r));
-      return;
-    }
-    const q = this.enqueue(ab, isBinary);
-    if (q === undefined) return;
-    if (charge instanceof Promise) {
-      q.charge = PENDING;
-      charge.then(
-        (a) => this.settle(q, 'charge', a),
-        (err: unknown) => {
-          this.host.deps.log.warn({ err }, 'message bucket admission failed; message relayed');
-          this.settle(q, 'charge', undefined);
-        },
-      );
-    } else q.charge = charge;
-    this.pump();
+    this.relay.push(ab, isBinary, now);
   }
 
-  private enqueue(ab: ArrayBuffer, isBinary: boolean): Queued | undefined {
-    const q: Queued = { data: Buffer.copyBytesFrom(new Uint8Array(ab)), isBinary, charge: undefined, decision: undefined };
-    this.queue.push(q);
-    this.queuedBytes += q.data.length;
-    if (this.overUpstreamBound()) {
-      this.closeClient(1013, 'upstream_backpressure');
-      return undefined;
-    }
-    return q;
+  isOpen(): boolean {
+    return this.phase === Phase.Open;
   }
 
-  private settle<K extends 'charge' | 'decision'>(q: Queued, k: K, v: Queued[K]): void {
-    q[k] = v;
-    this.pump();
-  }
-
-  /** Relays queued messages in arrival order, each once its admissions have answered. */
-  private pump(): void {
-    while (this.queue.length > 0 && this.phase === Phase.Open) {
-      const q = this.queue[0]!;
-      if (q.charge === PENDING) return;
-      if (q.charge !== undefined) {
-        if (!this.charged(q.charge)) return;
-        q.charge = undefined;
-      }
-      if (this.sip !== undefined && q.decision === undefined) {
-        const d = this.sip.fromClient(q.data, Date.now());
-        if (d instanceof Promise) {
-          q.decision = PENDING;
-          void d.then((r) => this.settle(q, 'decision', r));
-          return;
-        }
-        q.decision = d;
-      }
-      if (q.decision === PENDING) return;
-      this.queue.shift();
-      this.queuedBytes -= q.data.length;
-      if (q.decision === undefined) this.forward(q.data, q.isBinary);
-      else this.apply(q.decision, q.data, q.isBinary);
-    }
-  }
-
-  /** The message bucket's answer: false (and the session closed with 1008) when over it. */
-  private charged(a: Admission): boolean {
-    if (!a.ok) {
-      this.cells.droppedFromClient.n++;
-      this.closeClient(1008, `rate_limited:${this.route.message_bucket}`);
-      return false;
-    }
-    if (a.refused !== undefined) this.host.deps.metrics.shadow(`route:${this.route.name}`, 'message_rate_limited');
-    return true;
-  }
-
-  private apply(d: SipDecision, data: ArrayBuffer | Buffer, isBinary: boolean): void {
-    if (d.act === 'forward') return this.forward(data, isBinary);
-    this.cells.droppedFromClient.n++;
-    if (d.act === 'reply') this.sendToClient(d.text, false);
-  }
-
-  private forward(data: ArrayBuffer | Buffer, isBinary: boolean): void {
+  forward(data: ArrayBuffer | Buffer, isBinary: boolean): void {
     const up = this.up!;
     if (up.readyState !== WebSocket.OPEN) {
       this.cells.droppedFromClient.n++;
       return;
     }
+    // perMessageDeflate is off, so ws frames (and copies) `data` before this returns.
     up.send(data, isBinary ? BINARY : TEXT);
     this.cells.fromClient.n++;
-    if (this.overUpstreamBound()) this.closeClient(1013, 'upstream_backpressure');
   }
 
-  private overUpstreamBound(): boolean {
-    return this.up!.bufferedAmount + this.queuedBytes > this.upstreamHighWater;
+  reply(text: string): void {
+    this.sendToClient(text, false);
+  }
+
+  close(code: number, reason: string): void {
+    this.closeClient(code, reason);
+  }
+
+  upstreamBuffered(): number {
+    return this.up!.bufferedAmount;
   }
 
   // ---- upstream → client ---------------------------------------------------------------------
@@ -473,8 +394,7 @@ export class WsSession {
     this.ended = true;
     clearTimeout(this.connectTimer);
     this.host.sessions.delete(this);
-    this.queue = [];
-    this.queuedBytes = 0;
+    this.relay.clear();
     this.early = [];
     this.sip?.close();
     this.grant.finish();

@@ -8,7 +8,7 @@ import { Histogram } from '../histogram.js';
 import { machineInfo, type Report, type Table } from '../report.js';
 import { spawnUpstream } from '../upstream.js';
 import { mintToken, startWard, writeWardPolicy } from '../ward.js';
-import { pinSelf, placementNotes, requireWard, SERVER_CPUS, type ScenarioOptions } from './scenario.js';
+import { pinSelf, placementNotes, requireWard, SERVER_CPUS, wardCpus, type ScenarioOptions } from './scenario.js';
 import { cpuBetween, sampleCpu } from '../cpu.js';
 
 const SESSION_LOOPS = 32;
@@ -107,7 +107,7 @@ export async function calls(o: ScenarioOptions): Promise<Report> {
   requireWard();
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
-  const notes = placementNotes();
+  const notes = placementNotes(o.workers);
   await pinSelf();
   const up = await spawnUpstream(SERVER_CPUS);
   const policy = await writeWardPolicy({
@@ -118,7 +118,7 @@ export async function calls(o: ScenarioOptions): Promise<Report> {
     ],
     tenants: { '*': { buckets: { api: { rate: 100_000_000, per_s: 1, burst: 100_000_000 } }, concurrency: { sessions: 100_000, calls: 100_000 } } },
   });
-  const ward = await startWard(policy, { workers: o.workers, cpus: o.workers > 1 ? '0,1' : SERVER_CPUS });
+  const ward = await startWard(policy, { workers: o.workers, cpus: wardCpus(o.workers) });
   const token = await mintToken(policy.keys, 'calls');
   const base = `ws://127.0.0.1:${policy.port}`;
   const tables: Table[] = [];

@@ -4,10 +4,10 @@
 import { benchTokens, BENCH_PATH, startBenchWard } from '../bench-targets.js';
 import { treeRssBytes } from '../cpu.js';
 import { machineInfo, type Report } from '../report.js';
-import { dropSample, median, wrkSample, type DropSample, type WrkSample } from '../samples.js';
+import { dropSample, median, noiseNote, warmUp, wrkSample, type DropSample, type WrkSample } from '../samples.js';
 import { spawnUpstream } from '../upstream.js';
 import { makeKeys } from '../ward.js';
-import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, type ScenarioOptions } from './scenario.js';
+import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, wardCpus, type ScenarioOptions } from './scenario.js';
 
 const BANNED = ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8'];
 const CONNECTIONS = 64;
@@ -16,17 +16,19 @@ export async function flood(o: ScenarioOptions): Promise<Report> {
   requireWard();
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
-  const notes = placementNotes();
+  const notes = placementNotes(o.workers);
   await pinSelf();
   const keys = await makeKeys();
   const tokens = await benchTokens(keys);
   const up = await spawnUpstream(SERVER_CPUS);
-  const ward = await startBenchWard({ upstreamPort: up.port, keys, tokens, banned: BANNED, workers: o.workers, cpus: o.workers > 1 ? '0,1' : SERVER_CPUS, include: new Set(['ward']), notes });
+  const ward = await startBenchWard({ upstreamPort: up.port, keys, tokens, banned: BANNED, workers: o.workers, cpus: wardCpus(o.workers), include: new Set(['ward']), notes });
   const limited: WrkSample[] = [];
   const unauth: WrkSample[] = [];
   const drops: DropSample[] = [];
   let rssMb = 0;
   try {
+    o.progress.update('warming up');
+    await warmUp(ward, { path: BENCH_PATH, token: tokens.tiny, connections: CONNECTIONS, cpus: LOADGEN_CPUS });
     for (let i = 0; i < o.runs; i++) {
       const tag = `run ${i + 1}/${o.runs}`;
       const base = { path: BENCH_PATH, durationS: o.durationS, connections: CONNECTIONS, cpus: LOADGEN_CPUS };
@@ -47,6 +49,8 @@ export async function flood(o: ScenarioOptions): Promise<Report> {
     await up.stop();
   }
   const m = (xs: readonly { cpuUs: number }[]) => median(xs.map((x) => x.cpuUs));
+  const noisy = noiseNote([...limited, ...unauth]);
+  if (noisy) notes.push(noisy);
   notes.push(`429: a tenant whose bucket holds 1 token a day, wrk with ${CONNECTIONS} keep-alive connections; 401: a malformed bearer token; banned: ${BANNED.length} addresses over the per-address rule (50/s, ban 3600 s), one request per new connection`);
   notes.push(`ward RSS at the end: ${rssMb} MB`);
   return {

@@ -7,11 +7,12 @@
 import { Histogram, type LatencySummary } from '../histogram.js';
 import { startLoadInChild, type ChildLoadResult } from '../load-gen-child.js';
 import { runLoad, type FlowResult, type FlowSpec, type LoadResult } from '../load-gen.js';
-import { cpuBetween, sampleCpu } from '../cpu.js';
+import { cpuBetween, markNoise, noiseSince, sampleCpu } from '../cpu.js';
+import { noiseNote } from '../samples.js';
 import { machineInfo, type Report, type Table } from '../report.js';
 import { spawnUpstream } from '../upstream.js';
 import { mintToken, startWard, writeWardPolicy } from '../ward.js';
-import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, type ScenarioOptions } from './scenario.js';
+import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, wardCpus, type ScenarioOptions } from './scenario.js';
 
 /** Each tenant's quota of the `api` bucket, requests per second (burst = one second of it). */
 const QUOTA = 500;
@@ -62,7 +63,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   requireWard();
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
-  const notes = placementNotes();
+  const notes = placementNotes(o.workers);
   await pinSelf();
   const up = await spawnUpstream(SERVER_CPUS);
   const policy = await writeWardPolicy({
@@ -72,7 +73,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     flood: { per_ip: { rate: 100, per_s: 1, ban_s: 120 }, allow: ['127.0.1.0/24'] },
     tenants: { '*': { buckets: { api: { rate: QUOTA, per_s: 1, burst: QUOTA } }, concurrency: { inflight: 256 } } },
   });
-  const ward = await startWard(policy, { workers: o.workers, cpus: SERVER_CPUS });
+  const ward = await startWard(policy, { workers: o.workers, cpus: wardCpus(o.workers) });
   const good: FlowSpec[] = [];
   for (let i = 1; i <= GOOD; i++) {
     const token = await mintToken(policy.keys, `good-${i}`);
@@ -97,6 +98,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   const testLine: [number, number][] = [];
   const noisyLine: { ok: [number, number][]; limited: [number, number][] } = { ok: [], limited: [] };
   const rounds: unknown[] = [];
+  const noise: { noise: number }[] = [];
   const cpu = { baseline: 0, test: 0, baselineReq: 0, testReq: 0 };
   try {
     // Warm ward up (JIT, connection pools) on both the proxied and the 429 path, so round 1's baseline is not a cold start.
@@ -115,6 +117,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
           phase === 'test'
             ? await startLoadInChild({ host: '127.0.0.1', port: policy.port, flows: [noisy, flood], durationS: o.durationS }, { cpus: LOADGEN_CPUS, nice: 19 })
             : undefined;
+        const noiseMark = markNoise();
         const before = sampleCpu(ward.pid);
         const r = await runLoad({
           host: '127.0.0.1',
@@ -127,6 +130,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
         });
         const other = await abuse?.result;
         const used = cpuBetween(before, sampleCpu(ward.pid));
+        noise.push({ noise: noiseSince(noiseMark) });
         const answered = [...r.flows, ...(other?.flows ?? [])].reduce((n, f) => n + f.ok + f.limited + f.other, 0);
         cpu[phase] += used.cpuMs;
         cpu[phase === 'baseline' ? 'baselineReq' : 'testReq'] += answered;
@@ -198,6 +202,8 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
       ],
     },
   ];
+  const contention = noiseNote(noise);
+  if (contention) notes.push(contention);
   notes.push(
     `quota ${QUOTA} req/s per tenant (bucket api, burst ${QUOTA}); ${GOOD} good tenants at ${GOOD_SHARE * 100} %, one noisy at ${NOISY_FACTOR}× from its own address; address flood of ${FLOOD_RATE} req/s from ${FLOOD_ADDRESSES.length} addresses (per-address rule 100/s, ban 120 s); the tenants' addresses 127.0.1.0/24 are allow-listed`,
   );

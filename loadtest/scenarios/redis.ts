@@ -2,18 +2,15 @@
 // memory store and one with a Redis store (a redis-server this scenario starts on a free port), run
 // in turn; reported: req/s, p99 and CPU per request of each, and the Redis/memory ratios.
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { benchTokens, BENCH_PATH } from '../bench-targets.js';
-import { freePort, startChild, type Child } from '../processes.js';
+import { freePort, startChild, tempDir, type Child } from '../processes.js';
 import { findBinary } from '../references.js';
 import { machineInfo, type Report } from '../report.js';
-import { median, ratio, wrkSample, type WrkSample } from '../samples.js';
+import { median, noiseNote, ratio, warmUp, wrkSample, type WrkSample } from '../samples.js';
 import { spawnUpstream } from '../upstream.js';
 import { makeKeys, startWard, writeWardPolicy, type SigningKeys } from '../ward.js';
 import { cpuBetween, sampleCpu } from '../cpu.js';
-import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, type ScenarioOptions } from './scenario.js';
+import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, wardCpus, type ScenarioOptions } from './scenario.js';
 
 const CONNECTIONS = 64;
 
@@ -21,7 +18,7 @@ async function startRedis(cpus: string): Promise<{ port: number; child: Child }>
   const bin = findBinary('redis-server');
   if (!bin) throw new Error('redis-server is not installed (apt-get install redis-server)');
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'ward-loadtest-redis-'));
+  const dir = tempDir('ward-loadtest-redis-');
   const child = await startChild({
     name: 'redis-server',
     cmd: bin,
@@ -42,7 +39,7 @@ async function wardWith(store: Record<string, unknown>, upstreamPort: number, ke
     },
     keys,
   );
-  const child = await startWard(policy, { workers, cpus: workers > 1 ? '0,1' : SERVER_CPUS });
+  const child = await startWard(policy, { workers, cpus: wardCpus(workers) });
   return { port: policy.port, pid: child.pid, child };
 }
 
@@ -50,7 +47,7 @@ export async function redis(o: ScenarioOptions): Promise<Report> {
   requireWard();
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
-  const notes = placementNotes();
+  const notes = placementNotes(o.workers);
   await pinSelf();
   const keys = await makeKeys();
   const tokens = await benchTokens(keys);
@@ -66,6 +63,9 @@ export async function redis(o: ScenarioOptions): Promise<Report> {
     const wr = await wardWith({ kind: 'redis', url: `redis://127.0.0.1:${rd.port}`, prefix: 'ward:loadtest:' }, up.port, keys, o.workers);
     children.push(wr.child);
     const opts = { path: BENCH_PATH, token: tokens.ok, durationS: o.durationS, connections: CONNECTIONS, cpus: LOADGEN_CPUS };
+    o.progress.update('warming up');
+    await warmUp(wm, opts);
+    await warmUp(wr, opts);
     for (let i = 0; i < o.runs; i++) {
       const tag = `run ${i + 1}/${o.runs}`;
       const a = await o.progress.countdown(`${tag} · memory store`, o.durationS, wrkSample(wm, opts));
@@ -83,6 +83,8 @@ export async function redis(o: ScenarioOptions): Promise<Report> {
     await up.stop();
   }
   const med = (xs: readonly WrkSample[], k: 'rps' | 'p99_us' | 'cpuUs' | 'p50_us') => median(xs.map((x) => x[k]));
+  const noisy = noiseNote([...mem, ...red]);
+  if (noisy) notes.push(noisy);
   return {
     scenario: 'redis',
     title: 'Redis store against memory store',

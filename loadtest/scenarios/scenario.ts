@@ -14,6 +14,8 @@ export interface ScenarioOptions {
   readonly runs: number;
   /** ward --workers. */
   readonly workers: number;
+  /** Run ward under `node --cpu-prof` and report its hottest functions (throughput only). */
+  readonly profile?: boolean;
   readonly progress: Progress;
 }
 
@@ -21,6 +23,11 @@ export type Scenario = (o: ScenarioOptions) => Promise<Report>;
 
 export const SERVER_CPUS = '0';
 export const LOADGEN_CPUS = '1';
+
+/** Where ward runs: core 0 alone, or both cores with several workers. */
+export function wardCpus(workers: number): string {
+  return workers > 1 ? '0,1' : SERVER_CPUS;
+}
 
 /** Moves this process (every thread) to the load generator's core. */
 export async function pinSelf(cpus = LOADGEN_CPUS): Promise<void> {
@@ -39,8 +46,9 @@ export function requireWard(): void {
 }
 
 /** Notes every report carries about how far its numbers can be trusted. */
-export function placementNotes(): string[] {
-  const notes = [`placement: ward and the upstream pinned to core ${SERVER_CPUS}, the load generator to core ${LOADGEN_CPUS}${canPin() ? '' : ' (taskset missing: NOT pinned)'}`];
+export function placementNotes(workers = 1): string[] {
+  const where = workers > 1 ? `ward (${workers} workers) on cores ${wardCpus(workers)}, the upstream on core ${SERVER_CPUS}` : `ward and the upstream pinned to core ${SERVER_CPUS}`;
+  const notes = [`placement: ${where}, the load generator on core ${LOADGEN_CPUS}${canPin() ? '' : ' (taskset missing: NOT pinned)'}`];
   const busy = loadavg()[0];
   if (busy > 1) notes.push(`the machine was busy before the run (load average ${busy.toFixed(2)} on ${cpus().length} cores): other processes shared the cores, so latencies and req/s are lower and noisier than on a quiet machine`);
   return notes;

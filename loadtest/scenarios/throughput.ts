@@ -2,13 +2,17 @@
 // repeated token, a bucket and a concurrency pool that never refuse, the per-address rule), its CPU
 // time per request, and then latency at fixed fractions of that peak (open loop).
 
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { profileTables } from '../profile-summary.js';
 import { benchTokens, BENCH_PATH, startBenchWard } from '../bench-targets.js';
 import { runLoad } from '../load-gen.js';
 import { machineInfo, type Report } from '../report.js';
-import { median, wrkSample, type WrkSample } from '../samples.js';
+import { median, noiseNote, warmUp, wrkSample, type WrkSample } from '../samples.js';
 import { spawnUpstream } from '../upstream.js';
 import { makeKeys } from '../ward.js';
-import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, type ScenarioOptions } from './scenario.js';
+import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, wardCpus, type ScenarioOptions } from './scenario.js';
 
 const CONNECTIONS = 64;
 const FRACTIONS = [0.25, 0.5, 0.75, 0.9];
@@ -17,17 +21,20 @@ export async function throughput(o: ScenarioOptions): Promise<Report> {
   requireWard();
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
-  const notes = placementNotes();
+  const notes = placementNotes(o.workers);
   await pinSelf();
   const keys = await makeKeys();
   const tokens = await benchTokens(keys);
   const up = await spawnUpstream(SERVER_CPUS);
-  const serverCpus = o.workers > 1 ? '0,1' : SERVER_CPUS;
-  const ward = await startBenchWard({ upstreamPort: up.port, keys, tokens, banned: [], workers: o.workers, cpus: serverCpus, include: new Set(['ward']), notes });
+  const profileDir = o.profile ? mkdtempSync(join(tmpdir(), 'ward-cpu-prof-')) : undefined;
+  const nodeFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined;
+  const ward = await startBenchWard({ upstreamPort: up.port, keys, tokens, banned: [], workers: o.workers, cpus: wardCpus(o.workers), include: new Set(['ward']), nodeFlags, notes });
   const wardRuns: WrkSample[] = [];
   const upRuns: WrkSample[] = [];
   const sweep: { fraction: number; rate: number; p50: number; p99: number; p999: number; ok: number; offered: number }[] = [];
   try {
+    o.progress.update('warming up');
+    await warmUp(ward, { path: BENCH_PATH, token: tokens.ok, connections: CONNECTIONS, cpus: LOADGEN_CPUS });
     for (let i = 0; i < o.runs; i++) {
       for (const [name, t, runs] of [
         ['ward', ward, wardRuns],
@@ -59,6 +66,11 @@ export async function throughput(o: ScenarioOptions): Promise<Report> {
     await ward.stop();
     await up.stop();
   }
+  const profiles = profileDir ? profileTables(profileDir) : [];
+  if (profileDir && !profiles.length) notes.push(`--profile: ward wrote no .cpuprofile into ${profileDir} (it must exit cleanly on SIGTERM for node to write it)`);
+  if (profileDir) notes.push('--profile: ward ran under node --cpu-prof, which slows it down: req/s and CPU figures of this run are not comparable');
+  const noisy = noiseNote([...wardRuns, ...upRuns]);
+  if (noisy) notes.push(noisy);
   const row = (name: string, runs: WrkSample[]) => [name, median(runs.map((s) => s.rps)), median(runs.map((s) => s.p50_us)), median(runs.map((s) => s.p99_us)), median(runs.map((s) => s.cpuUs)), median(runs.map((s) => s.cores))];
   notes.push('policy: JWT (EdDSA) with one repeated token, bucket api and pool inflight that never refuse, per-address rule 50/s with 127.0.0.1 allow-listed, memory store');
   return {
@@ -78,6 +90,7 @@ export async function throughput(o: ScenarioOptions): Promise<Report> {
         columns: ['share of peak', 'req/s offered', 'p50 µs', 'p99 µs', 'p99.9 µs', '2xx / offered'],
         rows: sweep.map((s) => [`${s.fraction * 100} %`, s.rate, s.p50, s.p99, s.p999, `${s.ok}/${s.offered}`]),
       },
+      ...profiles,
     ],
     charts: [
       { kind: 'bar', title: 'req/s per run', yLabel: 'req/s', categories: wardRuns.map((_, i) => `run ${i + 1}`), series: [{ name: 'ward', values: wardRuns.map((s) => s.rps) }, { name: 'upstream alone', values: upRuns.map((s) => s.rps) }] },

@@ -73,7 +73,16 @@ async function startOn(port: number): Promise<Kamailio> {
   const run = mkdtempSync(join(tmpdir(), 'ward-kamailio-'));
   // -DD: stay in the foreground; -E: log to stderr; small shared/private memory for a test.
   const args = ['-f', configPath(), '-l', `tcp:127.0.0.1:${port}`, '-DD', '-E', '-m', '64', '-M', '8', '-Y', run, '-P', join(run, 'kamailio.pid'), '-w', run];
-  const proc: ChildProcess = spawn(KAMAILIO_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so the forked workers go with it even if the test process dies first.
+  const proc: ChildProcess = spawn(KAMAILIO_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const killGroup = (): void => {
+    try {
+      process.kill(-proc.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  process.once('exit', killGroup);
   const logs: string[] = [];
   for (const s of [proc.stdout!, proc.stderr!]) {
     let buf = '';
@@ -89,11 +98,12 @@ async function startOn(port: number): Promise<Kamailio> {
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const stop = async (): Promise<void> => {
     if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
+      proc.kill('SIGTERM'); // the main process stops its workers
+      const t = setTimeout(killGroup, 3000);
       await exited;
       clearTimeout(t);
     }
+    process.off('exit', killGroup);
     rmSync(run, { recursive: true, force: true });
   };
   const deadline = Date.now() + 10_000;

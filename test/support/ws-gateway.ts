@@ -83,6 +83,9 @@ function harness(dir: string): Promise<Proc> {
   const child: ChildProcess = spawn(process.execPath, [HARNESS, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const kill = (): void => void child.kill('SIGKILL');
+  process.once('exit', kill);
+  void exited.then(() => process.off('exit', kill));
   return new Promise((resolve, reject) => {
     const onLine = (line: string): void => {
       logs.push(line);

@@ -111,6 +111,9 @@ export class MemoryLimitStore implements LimitStore {
       bs = bt.find(bg);
       if (bs >= 0 && bt.vals[bs]! > nowMs) tat = bt.vals[bs]!;
       T = (b.perS * 1000) / b.rate;
+      // A bucket whose rate was raised by a policy edit may hold debt measured at the old rate:
+      // cap it at "empty under the new settings" and keep that, so the edit applies at once.
+      if (bs >= 0 && tat > nowMs + b.burst * T) bt.vals[bs] = tat = nowMs + b.burst * T;
       const excess = tat - nowMs - (b.burst - 1) * T;
       if (excess > EPS || !(b.burst >= 1)) {
         bt.unlock(bg);

@@ -34,6 +34,12 @@ if hasBucket then
   local burst = tonumber(ARGV[3])
   tat = tonumber(redis.call('GET', KEYS[1]) or '0')
   if tat < now then tat = now end
+  -- A bucket whose rate was raised by a policy edit may hold debt measured at the old rate:
+  -- cap it at "empty under the new settings" and keep that, so the edit applies at once.
+  if tat > now + burst * interval then
+    tat = now + burst * interval
+    redis.call('SET', KEYS[1], string.format('%.4f', tat), 'PX', math.ceil(tat - now))
+  end
   newTat = tat + interval
   local allowAt = newTat - burst * interval
   if allowAt > now then
