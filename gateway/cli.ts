@@ -10,7 +10,8 @@ const USAGE = `usage:
   ward serve --policies DIR [--workers N] [--drain-timeout S]
   ward policy check DIR
   ward token --tenant T [--sub S] [--ttl 1h] --policies DIR
-  ward demo            (the example policy in policies/ plus its demo upstream: what npm start runs)`;
+  ward demo            (the example policy in policies/ plus its demo upstream: what npm start runs)
+  ward demo-upstream [--port 9001] [--host 127.0.0.1]   (the demo upstream alone, for multi-instance demos)`;
 
 function fail(msg: string): never {
   process.stderr.write(`ward: ${msg}\n`);
@@ -77,6 +78,18 @@ async function main(argv: string[]): Promise<void> {
         const up = await startDemoUpstream(9001);
         createLogger({ name: 'demo-upstream' }).info({ port: up.port }, 'demo upstream listening');
       });
+    }
+    case 'demo-upstream': {
+      const { values } = parseArgs({ args: rest, options: { port: { type: 'string' }, host: { type: 'string' } } });
+      const port = Number(values.port ?? 9001);
+      if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) fail(`--port must be a port number, got "${values.port}"`);
+      const { startDemoUpstream } = await import('./demo/demo-upstream.js');
+      const up = await startDemoUpstream(port, values.host ?? '127.0.0.1').catch((err: Error) => fail(err.message));
+      createLogger({ name: 'demo-upstream' }).info({ port: up.port }, 'demo upstream listening');
+      // Stateless: nothing to drain.
+      process.once('SIGTERM', () => process.exit(0));
+      process.once('SIGINT', () => process.exit(0));
+      return;
     }
     default:
       fail(cmd ? `unknown command "${cmd}"\n${USAGE}` : USAGE);

@@ -17,6 +17,8 @@ export interface WrkOptions {
   readonly token?: string;
   /** Bearer tokens sent in rotation (one per request). */
   readonly tokens?: readonly string[];
+  /** Where in `tokens` the rotation starts (so successive runs can cover a long list once). */
+  readonly tokenOffset?: number;
   readonly headers?: Readonly<Record<string, string>>;
   /** taskset CPU list for wrk itself. */
   readonly cpus?: string;
@@ -49,8 +51,8 @@ export function wrkScript(o: WrkOptions, tokenFile?: string): string {
     lines.push(
       'local tokens, i = {}, 0',
       'local counter = 0',
-      'setup = function(thread) counter = counter + 1; thread:set("offset", counter * 7919) end',
-      `init = function(args) for line in io.lines(${luaString(tokenFile)}) do tokens[#tokens + 1] = "Bearer " .. line end; i = (offset or 0) % #tokens end`,
+      'setup = function(thread) thread:set("offset", counter * 7919); counter = counter + 1 end',
+      `init = function(args) for line in io.lines(${luaString(tokenFile)}) do tokens[#tokens + 1] = "Bearer " .. line end; i = ((offset or 0) + ${Math.floor(o.tokenOffset ?? 0)}) % #tokens end`,
       'request = function() i = i % #tokens + 1; wrk.headers["Authorization"] = tokens[i]; return wrk.format() end',
     );
   }

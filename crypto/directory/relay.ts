@@ -44,6 +44,7 @@ export class E2ERelay {
   readonly #bus: RelayBus | undefined;
   readonly #max: number;
   readonly #origin = Math.random().toString(36).slice(2) + Date.now().toString(36);
+  readonly #pending = new Set<Promise<void>>();
 
   constructor(opts: E2ERelayOptions = {}) {
     this.#bus = opts.bus;
@@ -63,7 +64,7 @@ export class E2ERelay {
     let set = this.#local.get(key);
     if (!set) {
       this.#local.set(key, (set = new Set()));
-      void this.#bus?.subscribe(channel(ctx.tenant, ctx.device), (m) => this.#fromBus(key, m)).catch(() => {});
+      if (this.#bus) this.#track(this.#bus.subscribe(channel(ctx.tenant, ctx.device), (m) => this.#fromBus(key, m)));
     }
     set.add(conn);
     let attached = true;
@@ -78,10 +79,21 @@ export class E2ERelay {
         s?.delete(conn);
         if (s && s.size === 0) {
           this.#local.delete(key);
-          void this.#bus?.unsubscribe(channel(ctx.tenant, ctx.device)).catch(() => {});
+          if (this.#bus) this.#track(this.#bus.unsubscribe(channel(ctx.tenant, ctx.device)));
         }
       },
     };
+  }
+
+  /** Resolves once every bus subscription started so far is in place (a device attached on this
+   * instance is reachable from the others from then on). */
+  async settled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+  }
+
+  #track(p: Promise<void>): void {
+    const t = p.catch(() => {}).finally(() => this.#pending.delete(t));
+    this.#pending.add(t);
   }
 
   /** Connected devices (all tenants, this instance). */

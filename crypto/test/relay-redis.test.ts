@@ -29,7 +29,11 @@ describe('E2ERelay across instances over Redis pub/sub', () => {
     await server.stop();
   });
 
-  const settle = () => new Promise((r) => setTimeout(r, 100));
+  /** Waits until every subscription is in place, then a little for stray messages to show up. */
+  const settle = async () => {
+    await Promise.all(relays.map((r) => r.settled()));
+    await new Promise((r) => setTimeout(r, 100));
+  };
 
   it('delivers from a device on one instance to a device on another, both ways, and only within the tenant', async () => {
     const one = instance();

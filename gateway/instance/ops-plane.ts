@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Policy } from '../policy/types.js';
 import type { Logger } from '../log.js';
@@ -33,6 +33,14 @@ import { createWardClient, type WardClient } from '../store/redis/client.js';
 export function stateDir(policyDir: string, env: NodeJS.ProcessEnv = process.env): string {
   if (env.WARD_STATE_DIR) return env.WARD_STATE_DIR;
   return join(tmpdir(), `ward-state-${createHash('sha256').update(policyDir).digest('hex').slice(0, 16)}`);
+}
+
+/** The file store, creating its folder on the first write (a policy without releases leaves none). */
+class StateDirReleaseStore extends FileReleaseStateStore {
+  override async save(name: string, next: ReleaseState, expected: number): Promise<boolean> {
+    mkdirSync(dirname(this.path), { recursive: true });
+    return super.save(name, next, expected);
+  }
 }
 
 export interface OpsPlaneOptions {
@@ -87,9 +95,7 @@ export class OpsPlane {
       this.stateStore = new RedisReleaseStateStore(this.client, spec.prefix);
       this.bus = new RedisAdminBus(this.client, spec.prefix);
     } else {
-      const dir = stateDir(policy.dir);
-      mkdirSync(dir, { recursive: true });
-      this.stateStore = new FileReleaseStateStore(join(dir, 'releases.json'));
+      this.stateStore = new StateDirReleaseStore(join(stateDir(policy.dir), 'releases.json'));
       this.bus = new LocalAdminBus();
     }
     this.releases = new ReleaseController(policy, {

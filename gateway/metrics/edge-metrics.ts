@@ -8,6 +8,7 @@ export type Outcome =
   | 'rate_limited'
   | 'concurrency_limited'
   | 'body_too_large'
+  | 'headers_too_large'
   | 'upstream_unavailable'
   | 'upstream_timeout'
   | 'no_route'

@@ -62,6 +62,10 @@ export class Pipeline {
       }
       this.deps.metrics.shadow.inc('flood', reason);
     }
+    if (head.headBytes > this.policy.flood.max_header_bytes) {
+      this.deps.metrics.requests.inc('', '', 'headers_too_large');
+      return verdicts.HEADERS_TOO_LARGE;
+    }
     const cl = headerOf(head, 'content-length');
     if (cl !== undefined && Number(cl) > this.policy.flood.max_body_bytes) {
       this.deps.metrics.requests.inc('', '', 'body_too_large');

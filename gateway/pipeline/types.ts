@@ -22,6 +22,8 @@ export interface RequestHead {
   readonly requestId: string;
   /** true when this is a WebSocket upgrade request. */
   readonly upgrade: boolean;
+  /** Size of the header lines (names, values, separators), for flood.max_header_bytes. */
+  readonly headBytes: number;
 }
 
 /** A refusal: the HTTP answer the edge sends, or `drop` to close the connection with no answer. */

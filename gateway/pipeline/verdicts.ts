@@ -9,6 +9,7 @@ export const DROP: Verdict = Object.freeze({ status: 0, error: 'dropped', drop: 
 export const NO_ROUTE = v(404, 'no_route');
 export const UNAUTHORIZED = v(401, 'unauthorized', ['WWW-Authenticate', 'Bearer error="invalid_token"']);
 export const BODY_TOO_LARGE = v(413, 'body_too_large');
+export const HEADERS_TOO_LARGE = v(431, 'headers_too_large');
 export const UPGRADE_REQUIRED = v(426, 'upgrade_required', ['Upgrade', 'websocket']);
 export const UPSTREAM_UNAVAILABLE = v(502, 'upstream_unavailable');
 export const UPSTREAM_TIMEOUT = v(504, 'upstream_timeout');

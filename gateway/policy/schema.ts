@@ -254,6 +254,7 @@ const flood: Schema = {
       fields: { rate: req(positive), per_s: dflt(positive, 1), ban_s: dflt({ kind: 'number', min: 0 }, 60) },
     }),
     max_body_bytes: dflt(positiveInt, 1048576),
+    max_header_bytes: dflt(positiveInt, 16384),
     deny: fill(list({ kind: 'string', refine: checkCidr })),
     allow: fill(list({ kind: 'string', refine: checkCidr })),
     enforce: dflt(bool, true),

@@ -87,6 +87,8 @@ export interface PerIpSpec {
 export interface FloodSpec {
   readonly per_ip?: PerIpSpec;
   readonly max_body_bytes: number;
+  /** Request head (names + values) larger than this: 431. uWS itself cuts heads past ~80 KiB. */
+  readonly max_header_bytes: number;
   readonly deny: readonly string[];
   readonly allow: readonly string[];
   /** `enforce: false` = shadow mode for the whole flood stage. */

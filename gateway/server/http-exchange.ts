@@ -49,7 +49,7 @@ export function answer(res: HttpResponse, v: Verdict, requestId: string): void {
     const h = v.headers;
     if (h) for (let i = 0; i < h.length; i += 2) res.writeHeader(h[i]!, h[i + 1]!);
     res.writeHeader('content-type', 'application/json');
-    res.end(body, v.status === 413 || v.status === 503);
+    res.end(body, v.status === 413 || v.status === 431 || v.status === 503);
   });
 }
 

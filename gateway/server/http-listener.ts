@@ -31,8 +31,10 @@ export function nextRequestId(): string {
 /** Copies what the pipeline needs out of the uWS request: it is invalid once the handler returns. */
 export function copyHead(req: HttpRequest, res: HttpResponse, upgrade: boolean): RequestHead {
   const headers: string[] = [];
+  let headBytes = 0;
   req.forEach((k, v) => {
     headers.push(k, v);
+    headBytes += k.length + v.length + 4;
   });
   const remoteBytes = res.getRemoteAddress();
   return {
@@ -44,6 +46,7 @@ export function copyHead(req: HttpRequest, res: HttpResponse, upgrade: boolean):
     remoteText: Buffer.from(res.getRemoteAddressAsText()).toString('latin1'),
     requestId: nextRequestId(),
     upgrade,
+    headBytes,
   };
 }
 

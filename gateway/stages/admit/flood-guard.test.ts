@@ -7,7 +7,7 @@ import { FloodGuard, FloodVerdict, isDrop } from './flood-guard.js';
 const { Pass, Allowed, Denied, Banned, Flooding } = FloodVerdict;
 
 function spec(over: Partial<FloodSpec> = {}): FloodSpec {
-  return { per_ip: { rate: 5, per_s: 1, ban_s: 30 }, max_body_bytes: 1 << 20, deny: [], allow: [], enforce: true, ...over };
+  return { per_ip: { rate: 5, per_s: 1, ban_s: 30 }, max_body_bytes: 1 << 20, max_header_bytes: 16384, deny: [], allow: [], enforce: true, ...over };
 }
 const addr = (text: string): ArrayBuffer => {
   const b = parseAddress(text)!;
