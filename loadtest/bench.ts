@@ -209,6 +209,8 @@ function targetsVerdict(data: Record<string, unknown>, names: readonly TargetNam
     const added = lat.servers.ward.p99 - lat.servers.upstream.p99;
     check(added < 1000, `p99 added by ward at ${lat.rate} req/s (half its peak) = ${added} µs (target < 1000 µs)`);
   }
+  const noise = median(((data.proxied as Record<string, Sample[]>).ward ?? []).map((x) => x.noise));
+  if (noise > 0.1) lines.push(`CAUTION: other processes kept ${noise.toFixed(2)} cores busy during ward's runs (median); on a quiet machine these ratios can differ a lot — rerun before trusting them`);
   return { pass, lines };
 }
 

@@ -71,6 +71,15 @@ function metric(text: string, name: string, labels: Record<string, string>): num
   return sum;
 }
 
+/** Epoch-based monotonic ms, as ward stamps its events. */
+const clock = (): number => performance.timeOrigin + performance.now();
+
+async function event(s: Setup, t: Target, kind: string): Promise<{ at: number }> {
+  const e = (await upstreamView(s.w.admin, OPERATOR_TOKEN, 'api')).events.find((x) => x.target === t.url && x.kind === kind);
+  assert.ok(e !== undefined, `no ${kind} event for ${t.name}`);
+  return e;
+}
+
 describe('passive outlier detection', () => {
   it('ejects a target after consecutive 5xx, sends it nothing while ejected, and doubles the next ejection', async () => {
     const s = await setup(['a', 'b'], {
@@ -158,15 +167,20 @@ describe('active health checks', () => {
     });
     const c = s.targets[2]!;
     await until('a first probe of c', () => c.probes > 0);
+    // Times are read from ward's own event log (epoch-based, like clock() here), so this test's
+    // polling does not count; 100 ms of slack for timers on a busy machine.
+    const killedAt = clock();
     await c.close();
-    const downIn = await until('c to be down', async () => (await states(s.w.admin, OPERATOR_TOKEN, 'api'))[c.url] === 'down', 3000);
-    // 100 ms of slack for this test's own polling and the admin round trip.
+    await until('c to be down', async () => (await states(s.w.admin, OPERATOR_TOKEN, 'api'))[c.url] === 'down', 3000);
+    const downIn = (await event(s, c, 'down')).at - killedAt;
     assert.ok(downIn <= fall * interval + timeout + 100, `down after ${Math.round(downIn)} ms`);
     const got = await served(s, 20);
     assert.deepEqual(got, { a: 10, b: 10 }, 'a down target gets no requests');
 
+    const restartedAt = clock();
     await c.restart();
-    const upIn = await until('c to be back', async () => (await states(s.w.admin, OPERATOR_TOKEN, 'api'))[c.url] === 'healthy', 3000);
+    await until('c to be back', async () => (await states(s.w.admin, OPERATOR_TOKEN, 'api'))[c.url] === 'healthy', 3000);
+    const upIn = (await event(s, c, 'up')).at - restartedAt;
     assert.ok(upIn >= (rise - 1) * interval - 50, `back after ${Math.round(upIn)} ms: not before ${rise} passing probes`);
     assert.ok(upIn <= rise * interval + timeout + 100, `back after ${Math.round(upIn)} ms`);
     const again = await served(s, 30);

@@ -19,6 +19,9 @@ import { E2E_PREFIX, e2eRelayBehavior, serveE2EHttp, type E2EHandler } from '../
 import { e2eClient } from '../e2e/e2e-rpc.js';
 import { relayBusFor } from '../e2e/e2e-service.js';
 import type { E2ERelay } from '../../crypto/directory/index.js';
+import { createWsProxy, type WsProxy } from '../ws/ws-proxy.js';
+import { edgeWsDeps } from '../ws/edge-deps.js';
+import { WsMetricVecs } from '../ws/ws-metrics.js';
 
 export interface EdgeThreadInit {
   readonly policy: Policy;
@@ -58,6 +61,8 @@ export class EdgeThread {
   private countsTimer: NodeJS.Timeout | undefined;
   private readonly listener: HttpListener;
   private readonly relay: E2ERelay;
+  private readonly wsMetrics = new WsMetricVecs(this.metrics.shadow);
+  private readonly ws: WsProxy;
   /** Pools touched under earlier policy versions, by pool key: a lease taken before a reload
    * stays visible in ward_concurrency_in_use while its request is still in flight. */
   private readonly earlierPools = new Map<string, [string, string, string]>();
@@ -79,18 +84,25 @@ export class EdgeThread {
     const current = () => this.pipeline;
     const relay = e2eRelayBehavior(current, relayBusFor(policy.store));
     this.relay = relay.relay;
+    // uWS fixes the largest WebSocket message at start; routes check their own (smaller) limits.
+    const maxPayloadLength = Math.max(64 * 1024, ...policy.routes.map((r) => r.max_message_bytes)) + 1;
+    this.ws = createWsProxy(edgeWsDeps({ current, upstreams: this.upstreams, metrics: this.wsMetrics, log, maxPayloadLength }));
     this.listener = new HttpListener({
       current,
       upstreams: this.upstreams,
       log,
       local: (res, head, pipeline) => serveE2EHttp(res, head, pipeline, e2e),
-      websockets: [[E2E_PREFIX + '/relay', relay.behavior]],
+      websockets: [
+        [E2E_PREFIX + '/relay', relay.behavior],
+        ['/*', this.ws.behavior],
+      ],
     });
   }
 
   /** `e2e` answers /v1/e2e directory requests in this thread; without it they go to `init.e2ePort`. */
   static async start(init: EdgeThreadInit, log: Logger, e2e?: E2EHandler, opts: EdgeThreadOptions = {}): Promise<EdgeThread> {
-    const store = openStore(init.store, (s, cause) => log.warn({ store: s, err: cause?.message }, 'store state changed'));
+    const store = openStore(init.store, (s, cause) =>
+      s.state === 'ok' ? log.info({ store: s }, 'store state changed') : log.warn({ store: s, err: cause?.message }, 'store state changed'));
     const handler = e2e ?? e2eClient(init.e2ePort!);
     const t = new EdgeThread(init.policy, store, FloodGuard.attach(init.flood), log, handler, init);
     const onCounts = opts.onReleaseCounts;
@@ -125,7 +137,7 @@ export class EdgeThread {
 
   snapshot(): ThreadSnapshot {
     return {
-      counters: this.metrics.snapshot(),
+      counters: { ...this.metrics.snapshot(), ...this.wsMetrics.snapshot() },
       pools: [...this.earlierPools.values(), ...this.pipeline.touchedPools()],
       inFlight: this.listener.requestsInFlight,
       store: this.store.status(),
@@ -134,7 +146,10 @@ export class EdgeThread {
   }
 
   async drain(timeoutMs: number): Promise<void> {
+    // Open WebSocket sessions close with 1001 and new upgrades get 503 while HTTP drains.
+    this.ws.drain();
     await this.listener.drain(timeoutMs);
+    this.ws.stop();
     await this.relay.close();
     if (this.countsTimer !== undefined) clearInterval(this.countsTimer);
     this.upstreams.close();

@@ -3,6 +3,7 @@
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { EdgeMetrics } from './edge-metrics.js';
+import { WsMetricVecs } from '../ws/ws-metrics.js';
 import { mergeSnapshots, type CounterSnapshot } from './hot-counters.js';
 
 export interface GaugeSample {
@@ -18,11 +19,17 @@ export class MetricsRegistry {
   readonly local = new Map<string, Counter>();
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'ward_' });
-    for (const c of new EdgeMetrics().all()) {
+    // process_* and nodejs_* under their conventional names, as dashboards expect them.
+    collectDefaultMetrics({ register: this.registry });
+    const ws = new WsMetricVecs();
+    for (const c of [...new EdgeMetrics().all(), ...ws.counters()]) {
       this.counters.set(c.name, new Counter({ name: c.name, help: c.help, labelNames: [...c.labelNames], registers: [this.registry] }));
     }
+    for (const g of ws.gauges()) this.threadGauges.add(g.name), this.gauge(g.name, g.help, [...g.labelNames]);
   }
+
+  /** Gauges the threads count (sessions open, calls in progress): summed like counters. */
+  private readonly threadGauges = new Set<string>();
 
   counter(name: string, help: string, labelNames: string[]): Counter {
     let c = this.local.get(name);
@@ -42,8 +49,18 @@ export class MetricsRegistry {
     return g;
   }
 
-  /** Replaces every thread-counted counter with the sum of the threads' snapshots. */
+  /** Replaces every thread-counted counter and gauge with the sum of the threads' snapshots. */
   setThreadCounters(snaps: ReadonlyArray<Record<string, CounterSnapshot>>): void {
+    for (const name of this.threadGauges) {
+      const g = this.gauges.get(name)!;
+      g.reset();
+      const labelNames = (g as unknown as { labelNames: string[] }).labelNames;
+      for (const [labels, n] of mergeSnapshots(snaps.map((s) => s[name] ?? []))) {
+        const obj: Record<string, string> = {};
+        labelNames.forEach((l, i) => (obj[l] = labels[i]!));
+        g.set(obj, n);
+      }
+    }
     for (const [name, counter] of this.counters) {
       counter.reset();
       const labelNames = (counter as unknown as { labelNames: string[] }).labelNames;

@@ -161,8 +161,11 @@ export class UpstreamGroup<P = undefined> {
     return Math.max(MIN_WEIGHT, (now - this.table.time(i, T_RETURNED)) / this.spec.health!.slow_start_ms);
   }
 
-  /** Fills codes/eligible/loads/cand; returns the number of candidates and whether in panic. */
-  private scan(now: number, exclude: number): { count: number; panic: boolean } {
+  /** Set by scan(): whether the last scan found the upstream in panic. */
+  private panicNow = false;
+
+  /** Fills codes/eligible/loads/cand and panicNow; returns the number of candidates (no allocation: it runs per pick). */
+  private scan(now: number, exclude: number): number {
     const n = this.targets.length;
     let up = 0;
     for (let i = 0; i < n; i++) {
@@ -180,7 +183,8 @@ export class UpstreamGroup<P = undefined> {
       this.loads[i] = this.table.get(i, I_INFLIGHT);
       if (ok) this.cand[count++] = i;
     }
-    return { count, panic };
+    this.panicNow = panic;
+    return count;
   }
 
   /**
@@ -190,7 +194,7 @@ export class UpstreamGroup<P = undefined> {
    */
   pick(key?: string, exclude?: Target<P>): Target<P> | undefined {
     const now = this.spec.health === undefined ? 0 : clockNow(); // time matters only to health
-    const { count } = this.scan(now, exclude === undefined || exclude.table !== this.table ? -1 : exclude.index);
+    const count = this.scan(now, exclude === undefined || exclude.table !== this.table ? -1 : exclude.index);
     if (count === 0) return undefined;
     let chosen: number;
     if (this.ring !== undefined && key !== undefined) {
@@ -326,12 +330,14 @@ export class UpstreamGroup<P = undefined> {
 
   /** Below the panic threshold health is ignored and every target not drained gets traffic. */
   panic(): boolean {
-    return this.scan(clockNow(), -1).panic;
+    this.scan(clockNow(), -1);
+    return this.panicNow;
   }
 
   view(): UpstreamView {
     const now = clockNow();
-    const { panic } = this.scan(now, -1);
+    this.scan(now, -1);
+    const panic = this.panicNow;
     const states = this.states(now);
     const t = this.table;
     return {

@@ -44,7 +44,8 @@ export function edgeWsDeps(o: EdgeWsOptions): WsDeps {
         timeoutMs: o.upstreams.timeoutMs(grant.upstream),
         done: (r) => {
           const outcome = OUTCOME[r];
-          if (outcome !== undefined) o.upstreams.report(t, outcome, Date.now() - started);
+          if (outcome !== undefined) o.upstreams.report(t, outcome, Date.now() - started, grant);
+          o.upstreams.release(t);
         },
       };
     },

@@ -204,6 +204,8 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   ];
   const contention = noiseNote(noise);
   if (contention) notes.push(contention);
+  const busy = Math.max(0, ...noise.map((x) => x.noise));
+  if (busy > 0.1) lines.push(`CAUTION: other processes kept up to ${busy.toFixed(2)} cores busy during the rounds; the latency comparison is only as good as the machine was quiet`);
   notes.push(
     `quota ${QUOTA} req/s per tenant (bucket api, burst ${QUOTA}); ${GOOD} good tenants at ${GOOD_SHARE * 100} %, one noisy at ${NOISY_FACTOR}× from its own address; address flood of ${FLOOD_RATE} req/s from ${FLOOD_ADDRESSES.length} addresses (per-address rule 100/s, ban 120 s); the tenants' addresses 127.0.1.0/24 are allow-listed`,
   );

@@ -73,16 +73,11 @@ async function startOn(port: number): Promise<Kamailio> {
   const run = mkdtempSync(join(tmpdir(), 'ward-kamailio-'));
   // -DD: stay in the foreground; -E: log to stderr; small shared/private memory for a test.
   const args = ['-f', configPath(), '-l', `tcp:127.0.0.1:${port}`, '-DD', '-E', '-m', '64', '-M', '8', '-Y', run, '-P', join(run, 'kamailio.pid'), '-w', run];
-  // Its own process group, so the forked workers go with it even if the test process dies first.
-  const proc: ChildProcess = spawn(KAMAILIO_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  const killGroup = (): void => {
-    try {
-      process.kill(-proc.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  };
-  process.once('exit', killGroup);
+  // Same process group as the test, so killing the test's group takes Kamailio's workers too.
+  const proc: ChildProcess = spawn(KAMAILIO_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // SIGTERM makes Kamailio's main process stop its forked workers; SIGKILL would orphan them.
+  const terminate = (): void => void proc.kill('SIGTERM');
+  process.once('exit', terminate);
   const logs: string[] = [];
   for (const s of [proc.stdout!, proc.stderr!]) {
     let buf = '';
@@ -98,12 +93,12 @@ async function startOn(port: number): Promise<Kamailio> {
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const stop = async (): Promise<void> => {
     if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM'); // the main process stops its workers
-      const t = setTimeout(killGroup, 3000);
+      terminate();
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(t);
     }
-    process.off('exit', killGroup);
+    process.off('exit', terminate);
     rmSync(run, { recursive: true, force: true });
   };
   const deadline = Date.now() + 10_000;

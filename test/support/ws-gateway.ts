@@ -1,14 +1,10 @@
 // A ward with WebSocket routes for the ws-* and sip-* tests: a policy directory written here, a
-// ward process on it (the ws-gateway-main.ts edge today; `ward serve` once it wires the proxy:
-// set WARD_WS_REAL=1 to try), tokens signed with the policy's key, and /metrics readers.
+// real `ward serve` process on it, tokens signed with the policy's key, and /metrics readers.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { policyDir, startWard, type PolicyFiles } from './ward-process.js';
 import { signJwt, standardClaims } from './jwt.js';
 
-const HARNESS = fileURLToPath(new URL('./ws-gateway-main.js', import.meta.url));
 
 export interface WsWard {
   readonly port: number;
@@ -41,7 +37,7 @@ export async function startWsWard(p: WsPolicy): Promise<WsWard> {
     routes: p.routes,
     tenants: p.tenants,
   });
-  const proc = process.env.WARD_WS_REAL === '1' ? await realWard(files.dir) : await harness(files.dir);
+  const proc = await realWard(files.dir);
   const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> => {
     const text = await (await fetch(`http://127.0.0.1:${proc.adminPort}/metrics`)).text();
     let sum = 0;
@@ -77,43 +73,6 @@ interface Proc {
 async function realWard(dir: string): Promise<Proc> {
   const w = await startWard(dir, { workers: 1 });
   return { port: w.port, adminPort: w.adminPort, logs: w.logs, stop: async () => void (await w.stop('SIGKILL')) };
-}
-
-function harness(dir: string): Promise<Proc> {
-  const child: ChildProcess = spawn(process.execPath, [HARNESS, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: string[] = [];
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const kill = (): void => void child.kill('SIGKILL');
-  process.once('exit', kill);
-  void exited.then(() => process.off('exit', kill));
-  return new Promise((resolve, reject) => {
-    const onLine = (line: string): void => {
-      logs.push(line);
-      if (!line.includes('"msg":"listening"')) return;
-      const j = JSON.parse(line) as { port: number; admin_port: number };
-      resolve({
-        port: j.port,
-        adminPort: j.admin_port,
-        logs,
-        stop: async () => {
-          if (child.exitCode === null) child.kill('SIGKILL');
-          await exited;
-        },
-      });
-    };
-    for (const s of [child.stdout!, child.stderr!]) {
-      let buf = '';
-      s.setEncoding('utf8');
-      s.on('data', (d: string) => {
-        buf += d;
-        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-          onLine(buf.slice(0, i));
-          buf = buf.slice(i + 1);
-        }
-      });
-    }
-    void exited.then(() => reject(new Error(`ward harness exited before listening:\n${logs.join('\n')}`)));
-  });
 }
 
 // ---- upstream WebSocket servers and clients --------------------------------------------------
