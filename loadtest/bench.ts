@@ -268,12 +268,17 @@ function parseOptions(argv: string[]): BenchOptions {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   try {
-    const report = await runBench(parseOptions(process.argv.slice(2)));
+    const argv = process.argv.slice(2);
+    const report = await runBench(parseOptions(argv));
     const dir = writeReport(report);
-    const base = defaultReportsDir();
-    writeFileSync(join(base, 'bench-latest.md'), renderMarkdown(report));
-    writeFileSync(join(base, 'bench-latest.json'), JSON.stringify(report, null, 2) + '\n');
-    process.stdout.write(`\n${renderMarkdown(report)}\nreport: ${dir}/report.{md,json,html}, also loadtest/reports/bench-latest.{md,json}\n`);
+    // Only a full run (every server, default length) replaces the committed copy.
+    const full = !argv.some((a) => a === '--quick' || a.startsWith('--only'));
+    if (full) {
+      const base = defaultReportsDir();
+      writeFileSync(join(base, 'bench-latest.md'), renderMarkdown(report));
+      writeFileSync(join(base, 'bench-latest.json'), JSON.stringify(report, null, 2) + '\n');
+    }
+    process.stdout.write(`\n${renderMarkdown(report)}\nreport: ${dir}/report.{md,json,html}${full ? ', also loadtest/reports/bench-latest.{md,json}' : ''}\n`);
     process.exit(0);
   } catch (e) {
     process.stderr.write(`bench: ${(e as Error).message}\n`);

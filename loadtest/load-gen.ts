@@ -1,6 +1,7 @@
 // Open-loop load generator: each flow (a tenant, or an address flood) offers requests at a fixed
 // rate whatever the server does, and each request's latency runs from the moment it was due, not
-// from when a connection was free, so queueing in the server shows up (no coordinated omission).
+// from when a connection was free, so queueing in the server shows up (no coordinated omission;
+// `latencyFrom: 'sent'` measures from the write instead, when the generator's own lateness must not count).
 // Per flow it records offered, admitted (2xx), 429s, other statuses, connections closed with no
 // answer (drops), and latency percentiles overall and per second.
 
@@ -61,7 +62,7 @@ export interface FlowResult {
   /** Sent but still unanswered when the run ended (after the drain). */
   readonly unanswered: number;
   readonly connections: number;
-  /** Latency of every answered request, from the time it was due. */
+  /** Latency of every answered request, from the time it was due (or written: `latencyFrom`). */
   readonly latency: LatencySummary;
   /** Latency of 2xx answers only. */
   readonly admittedLatency: LatencySummary;

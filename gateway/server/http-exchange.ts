@@ -13,6 +13,7 @@ import * as verdicts from '../pipeline/verdicts.js';
 import type { ResponseSink, UpstreamCall, UpstreamErrorKind } from '../proxy/http-client.js';
 import { forwardHeaderBlock } from '../proxy/forward-headers.js';
 import type { Outcome } from '../metrics/edge-metrics.js';
+import type { AccessLog } from './access-log.js';
 import type { Target, Upstreams } from '../proxy/upstreams.js';
 
 const STATUS_LINES: string[] = [];
@@ -31,6 +32,7 @@ const REPLAY_MAX = 64 * 1024;
 
 export interface ExchangeEnv {
   readonly upstreams: Upstreams;
+  readonly accessLog: AccessLog;
   /** In-flight exchanges, for draining. */
   inFlightChanged(delta: 1 | -1): void;
 }
@@ -360,6 +362,7 @@ export class HttpExchange implements ResponseSink {
       g.finish();
       if (outcome !== undefined) g.record(outcome);
     }
+    if (outcome !== undefined) this.env.accessLog.record(this.head, g, outcome, this.startedAt);
     this.env.inFlightChanged(-1);
   }
 }

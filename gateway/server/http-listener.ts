@@ -10,6 +10,7 @@ import * as verdicts from '../pipeline/verdicts.js';
 import { HttpExchange, answer, type ExchangeEnv } from './http-exchange.js';
 import type { Upstreams } from '../proxy/upstreams.js';
 import type { Logger } from '../log.js';
+import { AccessLog } from './access-log.js';
 
 export interface ListenerDeps {
   /** The pipeline of the current policy version (undefined before the first valid policy). */
@@ -57,7 +58,10 @@ export class HttpListener implements ExchangeEnv {
   private draining = false;
   private drained: (() => void) | undefined;
 
+  readonly accessLog: AccessLog;
+
   constructor(private readonly deps: ListenerDeps) {
+    this.accessLog = new AccessLog(deps.log);
     this.app = uws.App();
     for (const [pattern, behavior] of deps.websockets ?? []) this.app.ws(pattern, behavior);
     this.app.any('/*', (res, req) => this.onRequest(res, req));
