@@ -16,6 +16,7 @@ import { parse, stringify } from 'yaml';
 import { policyDir, basePolicy, startWard, runCli, type PolicyFiles, type WardProcess } from './support/ward-process.js';
 import { startUpstream, request, bearer, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
+import { until } from './support/observe.js';
 
 const POLICIES = fileURLToPath(new URL('../../policies/', import.meta.url));
 const INVALID = join(POLICIES, 'fixtures', 'invalid');
@@ -28,14 +29,6 @@ function tryConnect(port: number, host: string): Promise<string> {
     s.once('connect', () => (s.destroy(), resolve('connected')));
     s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? String(e)));
   });
-}
-
-async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 const decode = (part: string) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));

@@ -10,17 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { policyDir, basePolicy, startWard, type PolicyFiles, type WardProcess } from './support/ward-process.js';
 import { startUpstream, request, bearer, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
+import { metric } from './support/observe.js';
 
 /** Sum of the samples of `name` whose labels include all of `labels` (0 when none). */
-function metric(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
-
 async function metrics(w: WardProcess): Promise<string> {
   return (await request(w.admin + '/metrics')).body;
 }

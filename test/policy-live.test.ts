@@ -13,18 +13,10 @@ import { stringify } from 'yaml';
 import { policyDir, basePolicy, startWard, type PolicyFiles, type WardProcess } from './support/ward-process.js';
 import { startUpstream, request, bearer, type Reply, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
+import { metric } from './support/observe.js';
 
 /** The contract's "within 2 s", with room for a loaded machine's scheduling. */
 const APPLY_MS = 2500;
-
-function metric(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
 
 async function reloads(w: WardProcess, result: 'success' | 'failure'): Promise<number> {
   return metric((await request(w.admin + '/metrics')).body, 'ward_policy_reloads_total', { result });
