@@ -113,8 +113,10 @@ export class TargetTable {
   cell(i: number, field: number): number {
     return HEADER + i * S32 + field;
   }
+  /** A plain read, on the pick path: 2-3× cheaper than Atomics.load, an Int32 cell never tears, and a
+   * value a moment stale is harmless there. Every write and read-modify-write below is atomic. */
   get(i: number, field: number): number {
-    return Atomics.load(this.i32, HEADER + i * S32 + field);
+    return this.i32[HEADER + i * S32 + field]!;
   }
   set(i: number, field: number, v: number): void {
     Atomics.store(this.i32, HEADER + i * S32 + field, v);

@@ -31,9 +31,18 @@ function targetResult(): TargetResult {
   };
 }
 
+export interface LoadResult {
+  readonly perTarget: TargetResult[];
+  /** From the first send to the last answer: every answer came within it (for upper bounds). */
+  readonly seconds: number;
+  /** From the first send to the last send: requests kept coming all along it (for lower bounds;
+   * a machine that stalls at the end lengthens `seconds`, not this). */
+  readonly sendSeconds: number;
+}
+
 export interface Load {
-  /** Stops issuing, waits for the answers in flight; seconds from the first send to the last answer. */
-  stop(): Promise<{ perTarget: TargetResult[]; seconds: number }>;
+  /** Stops issuing, waits for the answers in flight. */
+  stop(): Promise<LoadResult>;
 }
 
 /** Closed-loop load: `concurrency` keep-alive connections per base URL, each sending `path` again
@@ -41,12 +50,14 @@ export interface Load {
 export function startLoad(bases: readonly string[], path: string, headers: Record<string, string>, concurrency = 8): Load {
   let running = true;
   const started = performance.now();
+  let lastSend = started;
   const perTarget = bases.map(() => targetResult());
   const agents = bases.map(() => new Agent({ keepAlive: true, maxSockets: concurrency }));
   const loops = bases.flatMap((base, i) =>
     Array.from({ length: concurrency }, async () => {
       const r = perTarget[i]!;
       while (running) {
+        lastSend = performance.now();
         try {
           const a = await request(base + path, { headers, agent: agents[i] });
           r.statuses.set(a.status, (r.statuses.get(a.status) ?? 0) + 1);
@@ -62,7 +73,7 @@ export function startLoad(bases: readonly string[], path: string, headers: Recor
       await Promise.all(loops);
       const seconds = (performance.now() - started) / 1000;
       for (const a of agents) a.destroy();
-      return { perTarget, seconds };
+      return { perTarget, seconds, sendSeconds: (lastSend - started) / 1000 };
     },
   };
 }
