@@ -278,6 +278,12 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       writeFileSync(join(base, 'bench-latest.md'), renderMarkdown(report));
       writeFileSync(join(base, 'bench-latest.json'), JSON.stringify(report, null, 2) + '\n');
     }
+    // The scaling measure takes long enough to be worth keeping on its own, whatever else ran.
+    const scaling = report.tables.find((t) => t.title.startsWith('Scaling'));
+    if (scaling) {
+      const only: Report = { ...report, title: 'ward: memory and req/s against tracked tenants and addresses', verdict: undefined, tables: [scaling], charts: [], data: (report.data as Record<string, unknown>).scaling };
+      writeFileSync(join(defaultReportsDir(), 'scaling-latest.md'), renderMarkdown(only));
+    }
     process.stdout.write(`\n${renderMarkdown(report)}\nreport: ${dir}/report.{md,json,html}${full ? ', also loadtest/reports/bench-latest.{md,json}' : ''}\n`);
     process.exit(0);
   } catch (e) {

@@ -89,6 +89,9 @@ export class HttpExchange implements ResponseSink {
   private clientPaused = false;
   // response body
   private headSent = false;
+  /** The upstream's response head, until it is written with the first body bytes. */
+  private headStatus = 0;
+  private headHeaders: string[] | undefined;
   private total = -1;
   private pending: Buffer | undefined;
   private pendingOffset = 0;
@@ -215,26 +218,42 @@ export class HttpExchange implements ResponseSink {
   onHead(status: number, headers: string[]): void {
     if (this.aborted) return;
     let total = -1;
-    const res = this.res;
-    res.cork(() => {
-      res.writeStatus(statusLine(status));
-      for (let i = 0; i < headers.length; i += 2) {
-        const name = headers[i]!;
-        if (SKIP_RESPONSE.has(name)) {
-          if (name === 'content-length') total = Number(headers[i + 1]);
-          continue;
-        }
-        res.writeHeader(name, headers[i + 1]!);
-      }
-      res.writeHeader('x-request-id', this.head.requestId);
-      this.headSent = true;
-      if (this.head.method === 'HEAD' || status === 204 || status === 304) {
-        res.endWithoutBody(total >= 0 ? total : undefined);
-        this.total = -2; // ended
-      }
-    });
-    this.total = this.total === -2 ? -2 : total;
+    for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'content-length') total = Number(headers[i + 1]);
+    this.headSent = true;
     this.env.upstreams.report(this.target!, status >= 500 ? '5xx' : status >= 400 ? '4xx' : 'ok', Date.now() - this.startedAt, this.grant);
+    if (this.head.method === 'HEAD' || status === 204 || status === 304) {
+      const res = this.res;
+      this.total = -2; // ended
+      res.cork(() => {
+        this.writeHead(status, headers);
+        res.endWithoutBody(total >= 0 ? total : undefined);
+      });
+      return;
+    }
+    // The head is written with the first body bytes (or the end): one corked write, one syscall,
+    // for the common response that arrives whole.
+    this.total = total;
+    this.headStatus = status;
+    this.headHeaders = headers;
+  }
+
+  /** Status line and headers; inside a cork. */
+  private writeHead(status: number, headers: string[]): void {
+    const res = this.res;
+    res.writeStatus(statusLine(status));
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      if (!SKIP_RESPONSE.has(name)) res.writeHeader(name, headers[i + 1]!);
+    }
+    res.writeHeader('x-request-id', this.head.requestId);
+  }
+
+  private flushHead(): void {
+    const h = this.headHeaders;
+    if (h !== undefined) {
+      this.headHeaders = undefined;
+      this.writeHead(this.headStatus, h);
+    }
   }
 
   onData(chunk: Buffer): boolean {
@@ -242,6 +261,7 @@ export class HttpExchange implements ResponseSink {
     const res = this.res;
     let ok = true;
     res.cork(() => {
+      this.flushHead();
       if (this.total >= 0) {
         const offset = res.getWriteOffset();
         const [written, done] = res.tryEnd(chunk, this.total);
@@ -269,7 +289,10 @@ export class HttpExchange implements ResponseSink {
     }
     if (!this.aborted && this.total !== -2) {
       const res = this.res;
-      res.cork(() => res.end());
+      res.cork(() => {
+        this.flushHead();
+        res.end();
+      });
     }
     this.end('ok');
   }

@@ -11,6 +11,7 @@ import { HttpExchange, answer, type ExchangeEnv } from './http-exchange.js';
 import type { Upstreams } from '../proxy/upstreams.js';
 import type { Logger } from '../log.js';
 import { AccessLog } from './access-log.js';
+import { formatAddress } from './remote-address.js';
 
 export interface ListenerDeps {
   /** The pipeline of the current policy version (undefined before the first valid policy). */
@@ -44,7 +45,7 @@ export function copyHead(req: HttpRequest, res: HttpResponse, upgrade: boolean):
     query: req.getQuery() ?? '',
     headers,
     remoteBytes,
-    remoteText: Buffer.from(res.getRemoteAddressAsText()).toString('latin1'),
+    remoteText: formatAddress(remoteBytes),
     requestId: nextRequestId(),
     upgrade,
     headBytes,
