@@ -22,6 +22,18 @@ export class EdgeMetrics {
   readonly shadow = new HotCounterVec('ward_shadow_refusals_total', 'What enforce:false rules would have refused', ['rule', 'reason']);
   readonly authFailures = new HotCounterVec('ward_auth_failures_total', 'Rejected bearer tokens by reason', ['reason']);
 
+  /** Tenant label values kept; past the cap new tenants count as "_other" (a million tenants
+   * must not become a million series). WARD_METRICS_MAX_TENANTS, default 10000. */
+  private readonly tenantLabels = new Set<string>();
+  private readonly maxTenantLabels = Number(process.env.WARD_METRICS_MAX_TENANTS ?? 10_000);
+
+  tenantLabel(tenant: string): string {
+    if (this.tenantLabels.has(tenant)) return tenant;
+    if (this.tenantLabels.size >= this.maxTenantLabels) return '_other';
+    this.tenantLabels.add(tenant);
+    return tenant;
+  }
+
   all(): HotCounterVec[] {
     return [this.requests, this.dropped, this.shadow, this.authFailures];
   }

@@ -49,19 +49,34 @@ export class Pipeline {
     this.routes = new RouteTable(policy.routes);
     this.verifier = new TokenVerifier(policy.auth);
     this.anonymous = new TenantState('', { buckets: {}, concurrency: {} }, deps.metrics);
+    const m = deps.metrics;
+    const cells = (reason: string) => ({ dropped: m.dropped.cell(reason), shadow: m.shadow.cell('flood', reason) });
+    this.dropCells = { denied: cells('denied'), banned: cells('banned'), flooding: cells('flooding') };
   }
+
+  private readonly dropCells: Record<'denied' | 'banned' | 'flooding', { dropped: Cell; shadow: Cell }>;
 
   /** Stage 1, before any per-tenant work: a verdict to drop or refuse, or undefined to go on. */
   screen(head: RequestHead, nowMs: number): Verdict | undefined {
-    const v = this.deps.flood.check(head.remoteBytes, nowMs);
-    if (v >= FloodVerdict.Denied) {
-      const reason = v === FloodVerdict.Denied ? 'denied' : v === FloodVerdict.Banned ? 'banned' : 'flooding';
-      if (this.policy.flood.enforce) {
-        this.deps.metrics.dropped.inc(reason);
-        return verdicts.DROP;
-      }
-      this.deps.metrics.shadow.inc('flood', reason);
+    return this.screenAddress(head.remoteBytes, nowMs) ?? this.screenSizes(head);
+  }
+
+  /** The flood guard alone (deny/allow, per-address rate, bans): the drop verdict, or undefined.
+   * The cheapest check of all, so the edge runs it before copying anything from the request. */
+  screenAddress(remote: ArrayBuffer, nowMs: number): Verdict | undefined {
+    const v = this.deps.flood.check(remote, nowMs);
+    if (v < FloodVerdict.Denied) return undefined;
+    const cell = v === FloodVerdict.Denied ? this.dropCells.denied : v === FloodVerdict.Banned ? this.dropCells.banned : this.dropCells.flooding;
+    if (this.policy.flood.enforce) {
+      cell.dropped.n++;
+      return verdicts.DROP;
     }
+    cell.shadow.n++;
+    return undefined;
+  }
+
+  /** Request head and body size limits (431, 413), before any per-tenant work. */
+  screenSizes(head: RequestHead): Verdict | undefined {
     if (head.headBytes > this.policy.flood.max_header_bytes) {
       this.deps.metrics.requests.inc('', '', 'headers_too_large');
       return verdicts.HEADERS_TOO_LARGE;
@@ -124,6 +139,9 @@ export class Pipeline {
   limitsFor(tenant: string): TenantState {
     let t = this.tenants.get(tenant);
     if (t === undefined) {
+      // Bounded: past MAX_TENANT_STATES the table starts over (states are rebuilt on demand;
+      // verified tokens keep theirs), so a million tenants cannot grow this without limit.
+      if (this.tenants.size >= MAX_TENANT_STATES) this.tenants.clear();
       const spec = this.policy.tenants[tenant] ?? this.policy.tenants['*']!;
       t = new TenantState(tenant, spec, this.deps.metrics);
       this.tenants.set(tenant, t);
@@ -134,7 +152,10 @@ export class Pipeline {
   /** [tenant, pool, store key] for every pool of every tenant this version has seen (metrics). */
   touchedPools(): Array<[string, string, string]> {
     const out: Array<[string, string, string]> = [];
-    for (const t of this.tenants.values()) for (const name of t.poolNames()) out.push([t.tenant, name, poolKey(t.tenant, name)]);
+    for (const t of this.tenants.values()) {
+      if (this.deps.metrics.tenantLabel(t.tenant) === '_other') continue; // past the metrics cap
+      for (const name of t.poolNames()) out.push([t.tenant, name, poolKey(t.tenant, name)]);
+    }
     return out;
   }
 
@@ -181,14 +202,17 @@ export class Pipeline {
   }
 }
 
+const MAX_TENANT_STATES = 100_000;
+
 const EMPTY_PLAN: AdmitPlan = Object.freeze({ tenant: '', enforce: true });
 
 /** One tenant under one policy version: its specs, its per-route plans, its counter cells. */
 export class TenantState implements TenantLimits {
-  private readonly plans = new Map<RouteSpec, AdmitPlan>();
-  private readonly bucketPlans = new Map<string, AdmitPlan | undefined>();
-  private readonly poolPlans = new Map<string, AdmitPlan | undefined>();
-  private readonly cells = new Map<RouteSpec, Map<Outcome, Cell>>();
+  // Built lazily: a tenant seen once costs a few hundred bytes, not four Maps.
+  private plans: Map<RouteSpec, AdmitPlan> | undefined;
+  /** Bucket plans by "b:NAME", pool plans by "p:NAME". */
+  private named: Map<string, AdmitPlan | undefined> | undefined;
+  private cells: Map<RouteSpec, Map<Outcome, Cell>> | undefined;
 
   constructor(
     readonly tenant: string,
@@ -201,56 +225,53 @@ export class TenantState implements TenantLimits {
   }
 
   routePlan(route: RouteSpec): AdmitPlan {
-    let p = this.plans.get(route);
+    const plans = (this.plans ??= new Map());
+    let p = plans.get(route);
     if (p === undefined) {
       const bucket = route.bucket !== undefined ? this.bucketPlan(route.bucket)?.bucket : undefined;
       const pool = route.concurrency !== undefined ? this.poolPlan(route.concurrency)?.pool : undefined;
       p = bucket === undefined && pool === undefined ? EMPTY_PLAN : Object.freeze({ tenant: this.tenant, bucket, pool, enforce: route.enforce });
-      this.plans.set(route, p);
+      plans.set(route, p);
     }
     return p;
   }
 
   bucketPlan(name: string): AdmitPlan | undefined {
-    if (!this.bucketPlans.has(name)) {
+    return this.plan('b:' + name, () => {
       const b = this.spec.buckets[name];
-      this.bucketPlans.set(
-        name,
-        b &&
-          Object.freeze({
-            tenant: this.tenant,
-            enforce: true,
-            bucket: Object.freeze({ name, key: bucketKey(this.tenant, name), rate: b.rate, perS: b.per_s, burst: b.burst }),
-          }),
-      );
-    }
-    return this.bucketPlans.get(name);
+      return b && { bucket: Object.freeze({ name, key: bucketKey(this.tenant, name), rate: b.rate, perS: b.per_s, burst: b.burst }) };
+    });
   }
 
   poolPlan(name: string): AdmitPlan | undefined {
-    if (!this.poolPlans.has(name)) {
+    return this.plan('p:' + name, () => {
       const limit = this.spec.concurrency[name];
-      this.poolPlans.set(
-        name,
-        limit === undefined ? undefined : Object.freeze({ tenant: this.tenant, enforce: true, pool: Object.freeze({ name, key: poolKey(this.tenant, name), limit }) }),
-      );
+      return limit === undefined ? undefined : { pool: Object.freeze({ name, key: poolKey(this.tenant, name), limit }) };
+    });
+  }
+
+  private plan(key: string, make: () => Pick<AdmitPlan, 'bucket' | 'pool'> | undefined): AdmitPlan | undefined {
+    const named = (this.named ??= new Map());
+    if (!named.has(key)) {
+      const part = make();
+      named.set(key, part && Object.freeze({ tenant: this.tenant, enforce: true, ...part }));
     }
-    return this.poolPlans.get(name);
+    return named.get(key);
   }
 
   /** The ward_requests_total cell for (this tenant, route, outcome). */
   cell(route: RouteSpec, outcome: Outcome): Cell {
-    let m = this.cells.get(route);
-    if (m === undefined) this.cells.set(route, (m = new Map()));
+    const cells = (this.cells ??= new Map());
+    let m = cells.get(route);
+    if (m === undefined) cells.set(route, (m = new Map()));
     let c = m.get(outcome);
     if (c === undefined) {
-      c = this.metrics ? this.metrics.requests.cell(this.tenant, route.name, outcome) : { n: 0 };
+      c = this.metrics ? this.metrics.requests.cell(this.metrics.tenantLabel(this.tenant), route.name, outcome) : { n: 0 };
       m.set(outcome, c);
     }
     return c;
   }
 }
-
 
 /** An admitted request: finish() releases its leases exactly once, however the request ends. */
 class RequestGrant implements Grant {

@@ -31,14 +31,14 @@ export function nextRequestId(): string {
 }
 
 /** Copies what the pipeline needs out of the uWS request: it is invalid once the handler returns. */
-export function copyHead(req: HttpRequest, res: HttpResponse, upgrade: boolean): RequestHead {
+export function copyHead(req: HttpRequest, res: HttpResponse, upgrade: boolean, remote?: ArrayBuffer): RequestHead {
   const headers: string[] = [];
   let headBytes = 0;
   req.forEach((k, v) => {
     headers.push(k, v);
     headBytes += k.length + v.length + 4;
   });
-  const remoteBytes = res.getRemoteAddress();
+  const remoteBytes = remote ?? res.getRemoteAddress();
   return {
     method: req.getMethod().toUpperCase(),
     url: req.getUrl(),
@@ -109,13 +109,19 @@ export class HttpListener implements ExchangeEnv {
 
   private onRequest(res: HttpResponse, req: HttpRequest): void {
     const pipeline = this.deps.current();
-    const head = copyHead(req, res, false);
+    const remote = res.getRemoteAddress();
+    // Deny-listed and banned sources are dropped before anything is copied from the request.
+    if (pipeline !== undefined && pipeline.screenAddress(remote, Date.now()) !== undefined) {
+      res.close();
+      return;
+    }
+    const head = copyHead(req, res, false, remote);
     if (pipeline === undefined || this.draining) {
       res.onAborted(() => {});
       answer(res, verdicts.SHUTTING_DOWN, head.requestId);
       return;
     }
-    const screened = pipeline.screen(head, Date.now());
+    const screened = pipeline.screenSizes(head);
     if (screened !== undefined) {
       if (!screened.drop) res.onAborted(() => {});
       answer(res, screened, head.requestId);
