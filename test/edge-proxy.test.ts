@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { policyDir, basePolicy, startWard, type WardProcess, type PolicyFiles } from './support/ward-process.js';
 import { startUpstream, request, bearer, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
@@ -157,4 +158,36 @@ test('HEAD and 204 responses carry no body', async () => {
 test('public routes need no token', async () => {
   const r = await request(`${ward.base}/v1/status`);
   assert.equal(r.status, 200);
+});
+
+/** Writes raw HTTP on one connection; every status line that came back, and whether it closed. */
+function rawExchange(text: string, after?: string): Promise<{ statuses: string[]; closed: boolean }> {
+  return new Promise((resolve) => {
+    const s = connect(ward.port, '127.0.0.1', () => {
+      s.write(text);
+      if (after !== undefined) setTimeout(() => s.writable && s.write(after), 100);
+    });
+    let got = '';
+    const done = (closed: boolean) => resolve({ statuses: [...got.matchAll(/HTTP\/1\.1 \d{3} [A-Za-z ]+?\r\n/g)].map((m) => m[0].trim()), closed });
+    s.on('data', (d) => (got += d));
+    s.on('close', () => done(true));
+    s.on('error', () => {});
+    setTimeout(() => (s.destroy(), done(false)), 1500).unref();
+  });
+}
+
+test('a refused request without a body keeps the connection for the next request', async () => {
+  const r = await rawExchange('GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n', `GET /v1/status HTTP/1.1\r\nHost: a\r\n\r\n`);
+  assert.deepEqual(r.statuses, ['HTTP/1.1 401 Unauthorized', 'HTTP/1.1 200 OK']);
+});
+
+test('a refused request whose body was not read closes the connection instead of misreading the body', async () => {
+  // No token: refused at once. A bad token: refused after verification. Either way the body that
+  // follows must not be parsed as a request.
+  const smuggled = 'GET /v1/status HTTP/1.1\r\nHost: a\r\n\r\n';
+  for (const auth of ['', `Authorization: Bearer ${signJwt(pol.key, standardClaims('acme', { aud: 'nope' }))}\r\n`]) {
+    const r = await rawExchange(`POST /v1/x HTTP/1.1\r\nHost: a\r\n${auth}Content-Length: ${smuggled.length}\r\n\r\n`, smuggled);
+    assert.deepEqual(r.statuses, ['HTTP/1.1 401 Unauthorized']);
+    assert.equal(r.closed, true);
+  }
 });

@@ -23,7 +23,7 @@ function policy(urls: string[]): Record<string, unknown> {
   return basePolicy('http://127.0.0.1:1', {
     admin: consoleTokens(p),
     upstreams: {
-      api: { targets: urls, timeout_ms: 2000, balance: 'hash', hash: { key: 'tenant_sub', balance_factor: 125 } },
+      api: { targets: urls, timeout_ms: 5000, balance: 'hash', hash: { key: 'tenant_sub', balance_factor: 125 } },
       ctl: { targets: urls, timeout_ms: 2000, balance: 'hash', hash: { key: 'call_id' } },
     },
     routes: [
@@ -100,7 +100,7 @@ describe('hash balancing on tenant_sub', () => {
   });
 
   it('bounded loads: with Zipf-distributed users, no target holds more than 1.25 × the average + 1 in flight', async () => {
-    // 40 long requests (held 1.5 s by the targets), users drawn from a Zipf distribution: user 0
+    // 40 long requests (held 3 s by the targets), users drawn from a Zipf distribution: user 0
     // alone is about a fifth of them, so plain hashing would pile them onto one target.
     let seed = 7;
     const rnd = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
@@ -113,8 +113,8 @@ describe('hash balancing on tenant_sub', () => {
     };
     const users = Array.from({ length: 40 }, pickUser);
     const heldAgent = new Agent({ keepAlive: false, maxSockets: 64 });
-    const held = users.map((u) => request(w1.base + '/v1/session?hold_ms=1500', { headers: bearer(tokens[u]!), agent: heldAgent }));
-    await until('all 40 in flight', async () => (await upstreamView(w1.admin, OPERATOR_TOKEN, 'api')).targets.reduce((a, t) => a + t.in_flight, 0) === 40, 1200);
+    const held = users.map((u) => request(w1.base + '/v1/session?hold_ms=3000', { headers: bearer(tokens[u]!), agent: heldAgent }));
+    await until('all 40 in flight', async () => (await upstreamView(w1.admin, OPERATOR_TOKEN, 'api')).targets.reduce((a, t) => a + t.in_flight, 0) === 40, 2500);
     const loads = (await upstreamView(w1.admin, OPERATOR_TOKEN, 'api')).targets.map((t) => t.in_flight);
     const results = await Promise.all(held);
     heldAgent.destroy();

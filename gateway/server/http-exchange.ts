@@ -38,7 +38,7 @@ export interface ExchangeEnv {
 }
 
 /** Writes a refusal: a JSON body with request_id, or a silent close for drops. */
-export function answer(res: HttpResponse, v: Verdict, requestId: string): void {
+export function answer(res: HttpResponse, v: Verdict, requestId: string, closeConnection = false): void {
   if (v.drop) {
     res.close();
     return;
@@ -51,7 +51,7 @@ export function answer(res: HttpResponse, v: Verdict, requestId: string): void {
     const h = v.headers;
     if (h) for (let i = 0; i < h.length; i += 2) res.writeHeader(h[i]!, h[i + 1]!);
     res.writeHeader('content-type', 'application/json');
-    res.end(body, v.status === 413 || v.status === 431 || v.status === 503);
+    res.end(body, closeConnection || v.status === 413 || v.status === 431 || v.status === 503);
   });
 }
 
@@ -116,7 +116,8 @@ export class HttpExchange implements ResponseSink {
   /** Called with the pipeline's outcome (synchronously or after the token was verified). */
   proceed(outcome: Grant | Verdict): void {
     if (isVerdict(outcome)) {
-      if (!this.aborted) answer(this.res, outcome, this.head.requestId);
+      // An unread request body would be taken for the next request: close after the answer.
+      if (!this.aborted) answer(this.res, outcome, this.head.requestId, this.expectBody && !this.bodyDone);
       this.end(undefined);
       return;
     }
@@ -358,7 +359,7 @@ export class HttpExchange implements ResponseSink {
     if (this.aborted) return;
     if (!this.headSent) {
       this.headSent = true;
-      answer(this.res, v, this.head.requestId);
+      answer(this.res, v, this.head.requestId, this.expectBody && !this.bodyDone);
     } else if (this.total !== -2) {
       // The upstream's response already started (e.g. a chunked body outgrew the limit after
       // the upstream answered early): too late for a status, so cut it rather than leave it hanging.

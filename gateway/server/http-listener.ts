@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { threadId } from 'node:worker_threads';
 import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket, type WebSocketBehavior } from './uws.js';
-import type { RequestHead } from '../pipeline/types.js';
+import { isVerdict, type AdmitOutcome, type RequestHead } from '../pipeline/types.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import * as verdicts from '../pipeline/verdicts.js';
 import { HttpExchange, answer, type ExchangeEnv } from './http-exchange.js';
@@ -128,6 +128,15 @@ export class HttpListener implements ExchangeEnv {
       return;
     }
     if (this.deps.local && this.deps.local(res, head, pipeline)) return;
+    let out: AdmitOutcome | Promise<AdmitOutcome>;
+    try {
+      out = pipeline.admitScreened(head);
+    } catch (err) {
+      this.deps.log.error({ err, request_id: head.requestId }, 'pipeline error');
+      out = verdicts.UPSTREAM_UNAVAILABLE;
+    }
+    // A refusal decided right here (no token to verify, no store round trip) is answered at once:
+    // no exchange, no abort handler, nothing allocated for a request ward will not proxy.
     let contentLength: string | undefined;
     let chunked = false;
     const h = head.headers;
@@ -135,15 +144,13 @@ export class HttpListener implements ExchangeEnv {
       if (h[i] === 'content-length') contentLength = h[i + 1];
       else if (h[i] === 'transfer-encoding') chunked = true;
     }
-    const ex = new HttpExchange(res, head, pipeline, this, contentLength, chunked);
-    let out;
-    try {
-      out = pipeline.admitScreened(head);
-    } catch (err) {
-      this.deps.log.error({ err, request_id: head.requestId }, 'pipeline error');
-      ex.proceed(verdicts.UPSTREAM_UNAVAILABLE);
+    if (!(out instanceof Promise) && isVerdict(out)) {
+      // A refused request's body is not read: close the connection after the answer, so its
+      // bytes are never taken for the next request.
+      answer(res, out, head.requestId, chunked || (contentLength !== undefined && contentLength !== '0'));
       return;
     }
+    const ex = new HttpExchange(res, head, pipeline, this, contentLength, chunked);
     if (out instanceof Promise) {
       out.then(
         (o) => ex.proceed(o),
