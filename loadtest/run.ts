@@ -11,6 +11,7 @@ import { isolation } from './scenarios/isolation.js';
 import { redis } from './scenarios/redis.js';
 import type { Scenario } from './scenarios/scenario.js';
 import { throughput } from './scenarios/throughput.js';
+import { ops } from './ops-bench.js';
 
 export const SCENARIOS: Readonly<Record<string, { run: Scenario; durationS: number; runs: number; about: string }>> = {
   isolation: { run: isolation, durationS: 10, runs: 2, about: 'good tenants at 80 % of quota vs a noisy tenant at 20× and an address flood' },
@@ -18,6 +19,7 @@ export const SCENARIOS: Readonly<Record<string, { run: Scenario; durationS: numb
   flood: { run: flood, durationS: 5, runs: 3, about: 'CPU per 429 and per dropped connection of a banned address' },
   calls: { run: calls, durationS: 5, runs: 1, about: 'WebSocket sessions and SIP INVITEs per second' },
   redis: { run: redis, durationS: 8, runs: 3, about: 'req/s and p99 with the Redis store vs the memory store' },
+  ops: { run: ops, durationS: 4, runs: 2, about: 'pick cost per balancer, health+hashing on vs off, ring vs 1/N, and a fault table' },
 };
 
 const USAGE = `usage: npm run loadtest -- SCENARIO [--duration S] [--runs N] [--workers N] [--profile]

@@ -122,4 +122,3 @@ export class PolicyUpstreams implements Upstreams {
 }
 
 /** @deprecated the name the placeholder round-robin had; PolicyUpstreams replaces it. */
-export { PolicyUpstreams as SimpleUpstreams };
