@@ -2,16 +2,13 @@
 // health checking and hash balancing on against off (target: ≥ 0.97×), the hash ring against the
 // 1/N ideal, and the fault table (SIGKILL, SIGSTOP, 500-answering and restarted targets).
 //
-//   node dist/loadtest/ops-bench.js [--duration S] [--runs N] [--workers N] [--no-faults]
+//   npm run loadtest -- ops [--duration S] [--runs N] [--workers N]
 //
 // `ops` has the Scenario signature, so run.ts can list it beside the other scenarios.
 
-import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { faultTable, type FaultRow } from './ops-faults.js';
 import { pickCosts, pickTable, ringFigures, ringTable } from './ops-micro.js';
-import { Progress } from './progress.js';
-import { machineInfo, renderMarkdown, writeReport, type Report, type Table } from './report.js';
+import { machineInfo, type Report, type Table } from './report.js';
 import { median } from './samples.js';
 import { spawnUpstream, type UpstreamChild } from './upstream.js';
 import { mintToken, startWard, writeWardPolicy, type SigningKeys } from './ward.js';
@@ -141,23 +138,4 @@ export async function ops(o: ScenarioOptions & { faults?: boolean }): Promise<Re
     notes,
     data: { costs, ring, runs, faults },
   };
-}
-
-async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { duration: { type: 'string' }, runs: { type: 'string' }, workers: { type: 'string' }, 'no-faults': { type: 'boolean' } } });
-  const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
-  const report = await ops({ durationS: num(values.duration, 8), runs: num(values.runs, 4), workers: num(values.workers, 1), progress: new Progress(), faults: !values['no-faults'] });
-  const dir = writeReport(report);
-  process.stdout.write(`\n${renderMarkdown(report)}\nreport: ${dir}/report.html (and report.md, report.json)\n`);
-  return report.verdict && !report.verdict.pass ? 1 : 0;
-}
-
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: Error) => {
-      process.stderr.write(`${err.stack ?? err.message}\n`);
-      process.exit(2);
-    },
-  );
 }
