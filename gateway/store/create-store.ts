@@ -15,7 +15,10 @@ export interface StoreHandle {
 }
 
 export function createStoreHandle(spec: StoreSpec): StoreHandle {
-  return { spec, memory: MemoryLimitStore.create().shared() };
+  // Sized for an edge: a million tenant buckets (20 MiB) and 65,536 pools with live leases (1.3 MiB),
+  // allocated once. A bucket evicted from a full table is forgotten as full (never over-admits more
+  // than one burst); a pool with live leases is never evicted.
+  return { spec, memory: MemoryLimitStore.create({ bucketSlots: 1 << 20, poolSlots: 1 << 16 }).shared() };
 }
 
 export function openStore(h: StoreHandle, onStateChange?: (s: StoreStatus, cause?: Error) => void): LimitStore {
