@@ -22,14 +22,26 @@ export const SHUTTING_DOWN = v(503, 'shutting_down', ['Retry-After', '1']);
  */
 export function rateLimited(b: BucketPlan, a: Admission): Verdict {
   const retry = Math.max(1, Math.ceil(a.retryAfterMs / 1000));
-  const window = Math.max(1, Math.ceil((b.burst * b.perS) / b.rate));
-  return {
-    status: 429,
-    error: 'rate_limited',
-    extra: { bucket: b.name },
-    headers: ['Retry-After', String(retry), 'RateLimit-Policy', `"${b.name}";q=${b.burst};w=${window}`, 'RateLimit', `"${b.name}";r=${Math.max(0, a.remaining)};t=${retry}`],
-  };
+  const remaining = Math.max(0, a.remaining);
+  // Refusals of one bucket repeat the same few answers: keep them, frozen, per bucket plan.
+  let byRetry = rateLimitedCache.get(b);
+  if (byRetry === undefined) rateLimitedCache.set(b, (byRetry = new Map()));
+  const key = retry * 65536 + Math.min(remaining, 65535);
+  let v = byRetry.get(key);
+  if (v === undefined) {
+    const window = Math.max(1, Math.ceil((b.burst * b.perS) / b.rate));
+    v = Object.freeze({
+      status: 429,
+      error: 'rate_limited',
+      extra: Object.freeze({ bucket: b.name }),
+      headers: Object.freeze(['Retry-After', String(retry), 'RateLimit-Policy', `"${b.name}";q=${b.burst};w=${window}`, 'RateLimit', `"${b.name}";r=${remaining};t=${retry}`]),
+    });
+    if (byRetry.size < 256) byRetry.set(key, v);
+  }
+  return v;
 }
+
+const rateLimitedCache = new WeakMap<BucketPlan, Map<number, Verdict>>();
 
 const poolVerdicts = new Map<string, Verdict>();
 export function concurrencyLimited(pool: string): Verdict {

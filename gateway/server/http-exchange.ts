@@ -43,9 +43,7 @@ export function answer(res: HttpResponse, v: Verdict, requestId: string, closeCo
     res.close();
     return;
   }
-  let body = '{"error":"' + v.error + '"';
-  if (v.extra) for (const k in v.extra) body += ',' + JSON.stringify(k) + ':' + JSON.stringify(v.extra[k]);
-  body += ',"request_id":"' + requestId + '"}';
+  const body = bodyPrefix(v) + requestId + '"}';
   res.cork(() => {
     res.writeStatus(statusLine(v.status));
     const h = v.headers;
@@ -53,6 +51,19 @@ export function answer(res: HttpResponse, v: Verdict, requestId: string, closeCo
     res.writeHeader('content-type', 'application/json');
     res.end(body, closeConnection || v.status === 413 || v.status === 431 || v.status === 503);
   });
+}
+
+/** `{"error":…,<extra>,"request_id":"` of a verdict, built once per verdict object. */
+const prefixes = new WeakMap<Verdict, string>();
+function bodyPrefix(v: Verdict): string {
+  let p = prefixes.get(v);
+  if (p === undefined) {
+    p = '{"error":' + JSON.stringify(v.error);
+    if (v.extra) for (const k in v.extra) p += ',' + JSON.stringify(k) + ':' + JSON.stringify(v.extra[k]);
+    p += ',"request_id":"';
+    prefixes.set(v, p);
+  }
+  return p;
 }
 
 /** Writes a JSON answer ward composes itself (e.g. the /v1/e2e/ endpoints). */
