@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every compiled test file (dist/**/*.test.js) with node's test runner.
 // Node 20's `node --test` takes no globs, so the list is built here.
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -14,7 +14,15 @@ function find(dir, out) {
   return out;
 }
 const filter = process.argv.slice(2);
-let files = find('dist', []).sort();
+// Only tests whose TypeScript source still exists: a deleted test's stale output in dist/ must not run.
+let files = find('dist', [])
+  .filter((f) => existsSync(f.replace(/^dist\//, '').replace(/\.js$/, '.ts')))
+  .sort();
 if (filter.length) files = files.filter((f) => filter.some((s) => f.includes(s)));
+if (files.length === 0) {
+  // node --test with no file would go looking for tests by itself: refuse instead.
+  console.error(`no compiled test files${filter.length ? ` matching ${filter.join(', ')}` : ''} under dist/ (build first: npm run build)`);
+  process.exit(1);
+}
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=180000', ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);
