@@ -4,20 +4,16 @@
 // does not carry a session yet, the report says "not available yet" instead of failing.
 
 import { closeSession, nextMessage, openSession, runSessions, runSipCalls, type CallsPhase } from '../calls-load.js';
-import { machineInfo, type Report, type Table } from '../report.js';
+import { type Report, type Table } from '../report.js';
 import { spawnUpstream } from '../upstream.js';
 import { mintToken, startWard, writeWardPolicy } from '../ward.js';
-import { pinSelf, placementNotes, requireWard, SERVER_CPUS, wardCpus, type ScenarioOptions } from './scenario.js';
+import { SERVER_CPUS, wardCpus, type ScenarioOptions, beginScenario } from './scenario.js';
 
 const SESSION_LOOPS = 32;
 const SIP_SESSIONS = 16;
 
 export async function calls(o: ScenarioOptions): Promise<Report> {
-  requireWard();
-  const startedAt = new Date().toISOString();
-  const machine = machineInfo();
-  const notes = placementNotes(o.workers);
-  await pinSelf();
+  const { startedAt, machine, notes } = await beginScenario(o);
   const up = await spawnUpstream(SERVER_CPUS);
   const policy = await writeWardPolicy({
     upstreams: { ws: { targets: [`ws://127.0.0.1:${up.port}`] } },

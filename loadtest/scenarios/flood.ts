@@ -3,21 +3,17 @@
 
 import { benchTokens, BENCH_PATH, startBenchWard } from '../bench-targets.js';
 import { treeRssBytes } from '../cpu.js';
-import { machineInfo, type Report } from '../report.js';
+import { type Report } from '../report.js';
 import { dropSample, median, noiseNote, warmUp, wrkSample, type DropSample, type WrkSample } from '../samples.js';
 import { spawnUpstream } from '../upstream.js';
 import { makeKeys } from '../ward.js';
-import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, wardCpus, type ScenarioOptions } from './scenario.js';
+import { LOADGEN_CPUS, SERVER_CPUS, wardCpus, type ScenarioOptions, beginScenario } from './scenario.js';
 
 const BANNED = ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8'];
 const CONNECTIONS = 64;
 
 export async function flood(o: ScenarioOptions): Promise<Report> {
-  requireWard();
-  const startedAt = new Date().toISOString();
-  const machine = machineInfo();
-  const notes = placementNotes(o.workers);
-  await pinSelf();
+  const { startedAt, machine, notes } = await beginScenario(o);
   const keys = await makeKeys();
   const tokens = await benchTokens(keys);
   const up = await spawnUpstream(SERVER_CPUS);

@@ -9,10 +9,10 @@ import { startLoadInChild, type ChildLoadResult } from '../load-gen-child.js';
 import { runLoad, type FlowResult, type FlowSpec, type LoadResult } from '../load-gen.js';
 import { cpuBetween, markNoise, noiseSince, sampleCpu } from '../cpu.js';
 import { noiseNote } from '../samples.js';
-import { machineInfo, type Report, type Table } from '../report.js';
+import { type Report, type Table } from '../report.js';
 import { spawnUpstream } from '../upstream.js';
 import { mintToken, startWard, writeWardPolicy } from '../ward.js';
-import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, wardCpus, type ScenarioOptions } from './scenario.js';
+import { LOADGEN_CPUS, SERVER_CPUS, wardCpus, type ScenarioOptions, beginScenario } from './scenario.js';
 
 /** Each tenant's quota of the `api` bucket, requests per second (burst = one second of it). */
 const QUOTA = 500;
@@ -60,11 +60,7 @@ function pct(t: Totals, p: 50 | 99 | 99.9): number {
 const strip = (r: LoadResult) => ({ ...r, histograms: undefined, groups: r.groups.map((g) => ({ ...g, histogram: undefined })) });
 
 export async function isolation(o: ScenarioOptions): Promise<Report> {
-  requireWard();
-  const startedAt = new Date().toISOString();
-  const machine = machineInfo();
-  const notes = placementNotes(o.workers);
-  await pinSelf();
+  const { startedAt, machine, notes } = await beginScenario(o);
   const up = await spawnUpstream(SERVER_CPUS);
   const policy = await writeWardPolicy({
     upstreams: { app: { targets: [`http://127.0.0.1:${up.port}`] } },

@@ -5,12 +5,12 @@
 import { benchTokens, BENCH_PATH } from '../bench-targets.js';
 import { freePort, startChild, tempDir, type Child } from '../processes.js';
 import { findBinary } from '../references.js';
-import { machineInfo, type Report } from '../report.js';
+import { type Report } from '../report.js';
 import { median, noiseNote, ratio, warmUp, wrkSample, type WrkSample } from '../samples.js';
 import { spawnUpstream } from '../upstream.js';
 import { makeKeys, startWard, writeWardPolicy, type SigningKeys } from '../ward.js';
 import { cpuBetween, sampleCpu } from '../cpu.js';
-import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, wardCpus, type ScenarioOptions } from './scenario.js';
+import { LOADGEN_CPUS, SERVER_CPUS, wardCpus, type ScenarioOptions, beginScenario } from './scenario.js';
 
 const CONNECTIONS = 64;
 
@@ -44,11 +44,7 @@ async function wardWith(store: Record<string, unknown>, upstreamPort: number, ke
 }
 
 export async function redis(o: ScenarioOptions): Promise<Report> {
-  requireWard();
-  const startedAt = new Date().toISOString();
-  const machine = machineInfo();
-  const notes = placementNotes(o.workers);
-  await pinSelf();
+  const { startedAt, machine, notes } = await beginScenario(o);
   const keys = await makeKeys();
   const tokens = await benchTokens(keys);
   const up = await spawnUpstream(SERVER_CPUS);

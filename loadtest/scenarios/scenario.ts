@@ -4,7 +4,7 @@
 import { cpus, loadavg } from 'node:os';
 import type { Progress } from '../progress.js';
 import { canPin, runToEnd } from '../processes.js';
-import type { Report } from '../report.js';
+import { machineInfo, type Report } from '../report.js';
 import { wardAvailable, wardCliPath } from '../ward.js';
 
 export interface ScenarioOptions {
@@ -52,4 +52,13 @@ export function placementNotes(workers = 1): string[] {
   const busy = loadavg()[0];
   if (busy > 1) notes.push(`the machine was busy before the run (load average ${busy.toFixed(2)} on ${cpus().length} cores): other processes shared the cores, so latencies and req/s are lower and noisier than on a quiet machine`);
   return notes;
+}
+
+/** The start every scenario shares: ward must be built, the run's time and machine are noted, the
+ * placement is described, and this process moves to the load generator's core. */
+export async function beginScenario(o: ScenarioOptions): Promise<{ startedAt: string; machine: ReturnType<typeof machineInfo>; notes: string[] }> {
+  requireWard();
+  const started = { startedAt: new Date().toISOString(), machine: machineInfo(), notes: placementNotes(o.workers) };
+  await pinSelf();
+  return started;
 }

@@ -8,21 +8,17 @@ import { join } from 'node:path';
 import { profileTables } from '../profile-summary.js';
 import { benchTokens, BENCH_PATH, startBenchWard } from '../bench-targets.js';
 import { runLoad } from '../load-gen.js';
-import { machineInfo, type Report } from '../report.js';
+import { type Report } from '../report.js';
 import { median, noiseNote, warmUp, wrkSample, type WrkSample } from '../samples.js';
 import { spawnUpstream } from '../upstream.js';
 import { makeKeys } from '../ward.js';
-import { LOADGEN_CPUS, pinSelf, placementNotes, requireWard, SERVER_CPUS, wardCpus, type ScenarioOptions } from './scenario.js';
+import { LOADGEN_CPUS, SERVER_CPUS, wardCpus, type ScenarioOptions, beginScenario } from './scenario.js';
 
 const CONNECTIONS = 64;
 const FRACTIONS = [0.25, 0.5, 0.75, 0.9];
 
 export async function throughput(o: ScenarioOptions): Promise<Report> {
-  requireWard();
-  const startedAt = new Date().toISOString();
-  const machine = machineInfo();
-  const notes = placementNotes(o.workers);
-  await pinSelf();
+  const { startedAt, machine, notes } = await beginScenario(o);
   const keys = await makeKeys();
   const tokens = await benchTokens(keys);
   const up = await spawnUpstream(SERVER_CPUS);
