@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse, stringify } from 'yaml';
-import { policyDir, basePolicy, startWard, runCli, type PolicyFiles, type WardProcess } from './support/ward-process.js';
+import { policyDir, basePolicy, startWard, runCli, type PolicyFiles, type WardProcess, stopAll } from './support/ward-process.js';
 import { startUpstream, request, bearer, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
 import { until } from './support/observe.js';
@@ -191,11 +191,7 @@ describe('admin port', () => {
     p.write(basePolicy(up.url, { admin: { port: 0 } })); // host left to its default
     w = await startWard(p.dir);
   });
-  after(async () => {
-    await w?.stop();
-    await up?.close();
-    p?.remove();
-  });
+  after(() => stopAll(w, up, p));
 
   it('answers /healthz 200 and /readyz 200 {"status":"ok"}', async () => {
     const h = await request(w.admin + '/healthz');

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { policyDir, basePolicy, startWard, type PolicyFiles, type WardProcess } from './support/ward-process.js';
+import { policyDir, basePolicy, startWard, type PolicyFiles, type WardProcess, stopAll } from './support/ward-process.js';
 import { startUpstream, request, bearer, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
 import { metric } from './support/observe.js';
@@ -70,11 +70,7 @@ describe('flood rules, enforced', () => {
     p.write(basePolicy(up.url, { flood: { per_ip: PER_IP, max_body_bytes: 65536, deny: ['127.0.0.2/32', '127.0.9.0/24'], allow: ['127.0.0.5/32'] } }));
     w = await startWard(p.dir);
   });
-  after(async () => {
-    await w?.stop();
-    await up?.close();
-    p?.remove();
-  });
+  after(() => stopAll(w, up, p));
 
   it('closes a deny-listed source’s connection with no answer; the upstream never sees it', async () => {
     const seenBefore = up.seen.length;
@@ -125,11 +121,7 @@ describe('flood rules in shadow mode (flood.enforce: false)', () => {
     p.write(basePolicy(up.url, { flood: { per_ip: PER_IP, deny: ['127.0.0.2/32'], enforce: false } }));
     w = await startWard(p.dir);
   });
-  after(async () => {
-    await w?.stop();
-    await up?.close();
-    p?.remove();
-  });
+  after(() => stopAll(w, up, p));
 
   it('drops nothing and counts what it would have dropped', async () => {
     assert.equal(await attempt(w.base + '/v1/status', '127.0.0.2'), 200);
@@ -169,11 +161,7 @@ describe('body size limit', () => {
     w = await startWard(p.dir);
     token = signJwt(p.key, standardClaims('acme'));
   });
-  after(async () => {
-    await w?.stop();
-    await up?.close();
-    p?.remove();
-  });
+  after(() => stopAll(w, up, p));
 
   it('answers 413 body_too_large to a Content-Length over the limit; the upstream never sees it', async () => {
     const before = started.length;
@@ -237,11 +225,7 @@ describe('flood rules with two listener threads', () => {
     p.write(basePolicy(up.url, { flood: { per_ip: PER_IP, deny: ['127.0.0.2/32'] } }));
     w = await startWard(p.dir, { workers: 2 });
   });
-  after(async () => {
-    await w?.stop();
-    await up?.close();
-    p?.remove();
-  });
+  after(() => stopAll(w, up, p));
 
   it('shares one per-address budget and one ban list across threads', async () => {
     // Connections are spread over both threads by the kernel; per-thread budgets would let up to
@@ -271,11 +255,7 @@ describe('IPv6 deny list', () => {
     p.write(basePolicy(up.url, { listen: { host: '::', port: 0 }, flood: { deny: ['::1/128', '127.0.0.2/32'] } }));
     w = await startWard(p.dir);
   });
-  after(async () => {
-    await w?.stop();
-    await up?.close();
-    p?.remove();
-  });
+  after(() => stopAll(w, up, p));
 
   it('drops a source in an IPv6 CIDR, and IPv4 rules still hold on a dual-stack listener', async () => {
     const v6 = `http://[::1]:${w.port}/v1/status`;

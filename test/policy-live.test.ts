@@ -10,7 +10,7 @@ import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
-import { policyDir, basePolicy, startWard, type PolicyFiles, type WardProcess } from './support/ward-process.js';
+import { policyDir, basePolicy, startWard, type PolicyFiles, type WardProcess, stopAll } from './support/ward-process.js';
 import { startUpstream, request, bearer, type Reply, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
 import { metric } from './support/observe.js';
@@ -261,11 +261,7 @@ describe('live policy edits with two listener threads', () => {
     p.write(basePolicy(up.url));
     w = await startWard(p.dir, { workers: 2 });
   });
-  after(async () => {
-    await w?.stop();
-    await up?.close();
-    p?.remove();
-  });
+  after(() => stopAll(w, up, p));
 
   it('reaches every thread within 2 s', async () => {
     const pol = basePolicy(up.url);
@@ -313,11 +309,7 @@ describe('SIGHUP', () => {
     symlinkSync(join('real', 'gw.yaml'), join(p.dir, 'gateway.yaml'));
     w = await startWard(p.dir);
   });
-  after(async () => {
-    await w?.stop();
-    await up?.close();
-    p?.remove();
-  });
+  after(() => stopAll(w, up, p));
 
   it('reloads the policy', async () => {
     assert.equal((await request(w.base + '/v2/x')).status, 404);

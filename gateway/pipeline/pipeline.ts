@@ -100,16 +100,16 @@ export class Pipeline {
   admitScreened(head: RequestHead): AdmitOutcome | Promise<AdmitOutcome> {
     const now = Date.now();
     const route = this.routes.match(head.method, head.url);
-    if (route === undefined) return this.refused(verdicts.NO_ROUTE, '', '', 'no_route');
+    if (route === undefined) return this.refused(verdicts.NO_ROUTE, '', 'no_route');
     if (route.websocket !== head.upgrade) {
-      if (route.websocket) return this.refused(verdicts.UPGRADE_REQUIRED, '', route.name, 'upgrade_required');
-      return this.refused(verdicts.NO_ROUTE, '', route.name, 'no_route');
+      if (route.websocket) return this.refused(verdicts.UPGRADE_REQUIRED, route.name, 'upgrade_required');
+      return this.refused(verdicts.NO_ROUTE, route.name, 'no_route');
     }
-    if (route.public) return this.grant(route, this.anonymous, undefined, EMPTY_PLAN, undefined);
+    if (route.public) return this.grant(route, this.anonymous, undefined, undefined);
     const id = this.authenticate(head, now);
-    if (id === null) return this.refused(verdicts.UNAUTHORIZED, '', route.name, 'unauthorized');
+    if (id === null) return this.refused(verdicts.UNAUTHORIZED, route.name, 'unauthorized');
     if (!(id instanceof Promise)) return this.limit(route, id, now);
-    return id.then((v) => (v === null ? this.refused(verdicts.UNAUTHORIZED, '', route.name, 'unauthorized') : this.limit(route, v, Date.now())));
+    return id.then((v) => (v === null ? this.refused(verdicts.UNAUTHORIZED, route.name, 'unauthorized') : this.limit(route, v, Date.now())));
   }
 
   /** The caller's verified identity (from the cache when seen before), or null. */
@@ -173,7 +173,7 @@ export class Pipeline {
   private limit(route: RouteSpec, id: Identity, now: number): AdmitOutcome | Promise<AdmitOutcome> {
     const t = this.tenantOf(id);
     const plan = t.routePlan(route);
-    if (plan === EMPTY_PLAN) return this.grant(route, t, id.sub, plan, undefined);
+    if (plan === EMPTY_PLAN) return this.grant(route, t, id.sub, undefined);
     const a = this.deps.store.admit(plan, now);
     if (a instanceof Promise) return a.then((adm) => this.decide(route, t, id.sub, plan, adm));
     return this.decide(route, t, id.sub, plan, a);
@@ -188,16 +188,17 @@ export class Pipeline {
       }
       this.deps.metrics.shadow.inc(`route:${route.name}`, reason);
     }
-    return this.grant(route, t, sub, plan, a.lease);
+    return this.grant(route, t, sub, a.lease);
   }
 
-  private grant(route: RouteSpec, t: TenantState, sub: string | undefined, _plan: AdmitPlan, lease: Lease | undefined): Grant {
+  private grant(route: RouteSpec, t: TenantState, sub: string | undefined, lease: Lease | undefined): Grant {
     const upstream = this.deps.resolveUpstream && t !== this.anonymous ? this.deps.resolveUpstream(route, t.tenant) : route.upstream;
     return new RequestGrant(t, sub, route, upstream, this.deps.store, lease);
   }
 
-  private refused(v: Verdict, tenant: string, route: string, outcome: Outcome): Verdict {
-    if (!v.drop) this.deps.metrics.requests.inc(tenant, route, outcome);
+  /** Refusals before a tenant is known count under tenant "". */
+  private refused(v: Verdict, route: string, outcome: Outcome): Verdict {
+    if (!v.drop) this.deps.metrics.requests.inc('', route, outcome);
     return v;
   }
 }

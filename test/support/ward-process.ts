@@ -147,3 +147,10 @@ export function runCli(args: string[]): Promise<{ code: number | null; stdout: s
     p.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+/** Ends what a test started, whichever of them it got to start: ward, then its upstream, then the policy dir. */
+export async function stopAll(ward?: WardProcess, upstream?: { close(): Promise<void> }, policy?: PolicyFiles): Promise<void> {
+  await ward?.stop();
+  await upstream?.close();
+  policy?.remove();
+}
