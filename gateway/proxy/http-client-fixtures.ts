@@ -41,7 +41,7 @@ export function recorder(onData: (c: Buffer) => boolean = () => true): { sink: R
     },
     onData(chunk) {
       if (over()) rec.late.push('data');
-      rec.chunks.push(Buffer.from(chunk)); // valid only during the call
+      rec.chunks.push(chunk);
       return onData(chunk);
     },
     onEnd() {

@@ -28,8 +28,7 @@ export interface OutgoingRequest {
 export interface ResponseSink {
   /** headers: flat [name, value, ...], names lower-case, hop-by-hop fields removed. */
   onHead(status: number, headers: string[]): void;
-  /** De-chunked body bytes, valid only during the call (they sit in a read buffer the next read
-   * reuses): copy what must be kept. false = stop reading until call.resume(). */
+  /** De-chunked body bytes (the sink may keep them). false = stop reading until call.resume(). */
   onData(chunk: Buffer): boolean;
   onEnd(): void;
   /** bodySent: a request body byte reached a connected socket; responseStarted: a response byte arrived. */
@@ -357,17 +356,11 @@ class Conn implements ResponseHandler {
     connectTimeoutMs: number,
   ) {
     this.parser = new ResponseParser(this);
-    // Reads land in one buffer per thread, handed to the parser directly: no stream machinery and
-    // no Buffer allocated per read (the hot path's biggest JS cost after the syscalls themselves).
-    const s = (this.socket = connect({
-      port,
-      host,
-      // Pausing is done by feed() through socket.pause(), so the callback never asks for it.
-      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => (this.onData(Buffer.from(buf.buffer, buf.byteOffset, n)), true) },
-    }));
+    const s = (this.socket = connect(port, host));
     s.setNoDelay(true);
     this.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, this);
     s.on('connect', () => this.onConnect());
+    s.on('data', (b: Buffer) => this.onData(b));
     s.on('end', () => this.onEof());
     s.on('close', () => this.onClose());
     s.on('drain', () => this.call?.drainCb?.());
@@ -455,7 +448,7 @@ class Conn implements ResponseHandler {
     } else if (this.completed) {
       this.complete(call, off === buf.length);
     } else if (call.paused) {
-      if (off < buf.length) this.pending = Buffer.from(buf.subarray(off)); // the read buffer is reused
+      if (off < buf.length) this.pending = buf.subarray(off);
       this.readPaused = true;
       this.socket.pause();
     }
@@ -516,5 +509,3 @@ class Conn implements ResponseHandler {
 }
 
 function noop(): void {}
-
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);

@@ -279,7 +279,7 @@ export class HttpExchange implements ResponseSink {
         const [written, done] = res.tryEnd(chunk, this.total);
         if (done) this.total = -2;
         else if (!written) {
-          this.pending = Buffer.from(chunk); // the client's read buffer is reused after this call
+          this.pending = chunk;
           this.pendingOffset = offset;
           ok = false;
         }
