@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
@@ -247,6 +247,24 @@ describe('live policy edits', () => {
     const a = await request(w.base + '/v1/ok', { headers: bearer(beta) });
     const b = await request(w.base + '/v1/ok', { headers: bearer(beta) });
     assert.ok(a.status === 429 || b.status === 429, `${a.status} ${b.status}`);
+  });
+
+  it('keeps serving when the policy directory itself disappears, and follows it again once it is back', async () => {
+    const failed = await reloads(w, 'failure');
+    const away = p.dir + '.away';
+    cpSync(p.dir, away, { recursive: true });
+    rmSync(p.dir, { recursive: true });
+    try {
+      await within(APPLY_MS, 'the failed reload', async () => (await reloads(w, 'failure')) === failed + 1);
+      await sleep(1200); // no crash, and no reload storm while it is gone
+      assert.equal(await reloads(w, 'failure'), failed + 1);
+      assert.equal((await request(w.base + '/v1/ok', { headers: bearer(acme) })).status, 200);
+    } finally {
+      cpSync(away, p.dir, { recursive: true });
+      rmSync(away, { recursive: true });
+    }
+    edit((pol) => pol.routes.unshift({ name: 'v4', prefix: '/v4/', public: true, upstream: 'api' }));
+    await within(APPLY_MS, 'an edit after the directory came back', async () => (await request(w.base + '/v4/thing')).status === 200);
   });
 });
 

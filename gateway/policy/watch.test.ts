@@ -92,3 +92,16 @@ test('ignores unrelated files and stops after close', async () => {
   writeFileSync(join(dir, 'gateway.yaml'), GATEWAY('keys/jwks.json') + '# after close\n');
   await expectCalls(0);
 });
+
+test('survives the policy directory being removed, and fires again once it is back', async () => {
+  start();
+  rmSync(dir, { recursive: true, force: true });
+  await expectCalls(1); // the reload that follows fails and keeps the last good policy
+  mkdirSync(join(dir, 'keys'), { recursive: true });
+  writeFileSync(join(dir, 'keys/jwks.json'), '{"keys": []}');
+  writeFileSync(join(dir, 'gateway.yaml'), GATEWAY('keys/jwks.json'));
+  await expectCalls(2);
+  // Watched again as before: a later edit is seen.
+  writeFileSync(join(dir, 'gateway.yaml'), GATEWAY('keys/jwks.json') + '# edited\n');
+  await expectCalls(3);
+});

@@ -2,11 +2,13 @@
 // Directories are watched, not files: editors save by writing a temporary file and renaming
 // it over the old one, which would leave a watch on the old file's inode deaf.
 
-import { watch, readFileSync, type FSWatcher } from 'node:fs';
+import { existsSync, watch, readFileSync, type FSWatcher } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parse } from 'yaml';
 
 const DEBOUNCE_MS = 150;
+/** How often a policy directory that vanished is looked for again. */
+const ROOT_POLL_MS = 500;
 
 /** The files gateway.yaml names, read without validation: only to know which directories matter. */
 function namedFiles(dir: string): string[] {
@@ -30,6 +32,7 @@ export function watchPolicy(dir: string, onChange: () => void): { close(): void 
   /** Per watched directory, the entry names whose change matters. */
   let wanted = new Map<string, Set<string>>();
   let timer: NodeJS.Timeout | undefined;
+  let rootPoll: NodeJS.Timeout | undefined;
   let closed = false;
 
   const matters = (where: string, name: string | null): boolean => {
@@ -44,12 +47,26 @@ export function watchPolicy(dir: string, onChange: () => void): { close(): void 
     timer = setTimeout(() => {
       timer = undefined;
       if (closed) return;
-      arm(); // gateway.yaml may now name other files, or tenants/ may have appeared
+      arm(false); // gateway.yaml may now name other files, or tenants/ may have appeared
       onChange();
     }, DEBOUNCE_MS);
   };
 
-  function arm(): void {
+  /** The policy directory itself was removed (or renamed away): the last good policy keeps
+   * serving (the reload that follows fails and says so) and the directory is looked for until it
+   * is back, quietly, rather than reloading a missing policy over and over. */
+  const awaitRoot = (): void => {
+    if (closed || rootPoll !== undefined) return;
+    rootPoll = setInterval(() => {
+      if (closed || !existsSync(root)) return;
+      clearInterval(rootPoll);
+      rootPoll = undefined;
+      poke();
+    }, ROOT_POLL_MS);
+    rootPoll.unref();
+  };
+
+  function arm(first: boolean): void {
     const next = new Map<string, Set<string>>([
       [root, new Set(['gateway.yaml', 'tenants'])],
       [tenants, new Set()],
@@ -75,17 +92,21 @@ export function watchPolicy(dir: string, onChange: () => void): { close(): void 
         });
         watchers.set(where, w);
       } catch (e) {
-        // A directory that does not exist yet is picked up by a later arm(); the root must exist.
-        if (where === root) throw e;
+        // A directory that does not exist yet is picked up by a later arm(). The root must exist
+        // at start; later, its removal must not take the gateway down.
+        if (where !== root) continue;
+        if (first) throw e;
+        awaitRoot();
       }
     }
   }
 
-  arm();
+  arm(true);
   return {
     close(): void {
       closed = true;
       clearTimeout(timer);
+      clearInterval(rootPoll);
       for (const w of watchers.values()) w.close();
       watchers.clear();
     },
