@@ -3,17 +3,18 @@
 // address's connection) and placed on the same cores.
 
 import { runConnectFlood } from './connect-flood.js';
+import { spawnFloorProxy } from './floor-proxy.js';
 import { startHaproxy, startNginx, type ReferenceSetup } from './references.js';
 import { mintToken, startWard, wardAvailable, wardCliPath, writeWardPolicy, type SigningKeys } from './ward.js';
 
-export type TargetName = 'upstream' | 'ward' | 'nginx' | 'haproxy';
+export type TargetName = 'upstream' | 'floor' | 'ward' | 'nginx' | 'haproxy';
 
 export interface BenchTarget {
   readonly name: TargetName;
   readonly port: number;
   /** Root of the process tree whose CPU is counted (for the upstream: the upstream itself). */
   readonly pid: number;
-  /** false for the bare upstream: it has no 429 or ban path. */
+  /** false for the bare upstream and the floor proxy: they have no 429 or ban path. */
   readonly limits: boolean;
   stop(): Promise<void>;
 }
@@ -79,6 +80,15 @@ export async function startTargets(s: TargetSetup, upstream: BenchTarget): Promi
       } catch (e) {
         s.notes.push(`ward skipped: it did not start: ${(e as Error).message.split('\n').slice(0, 3).join(' / ')}`);
       }
+    }
+  }
+  // The floor proxy is single-threaded: it has no place in the two-worker comparison.
+  if (s.include.has('floor') && s.workers === 1) {
+    try {
+      const f = await spawnFloorProxy(s.upstreamPort, s.cpus);
+      out.push({ name: 'floor', port: f.port, pid: f.pid, limits: false, stop: () => f.stop() });
+    } catch (e) {
+      s.notes.push(`floor skipped: ${(e as Error).message.split('\n')[0]}`);
     }
   }
   const ref: ReferenceSetup = { upstreamPort: s.upstreamPort, tenantToken: s.tokens.ok, tinyToken: s.tokens.tiny, banned: s.banned, workers: s.workers, cpus: s.cpus };

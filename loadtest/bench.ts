@@ -39,6 +39,10 @@ function wrkSample(t: BenchTarget, token: string, o: BenchOptions, cpus: string,
   return measureWrk(t, { path: BENCH_PATH, token, durationS: o.durationS, connections: o.connections, cpus, threads });
 }
 
+function label(n: TargetName): string {
+  return n === 'upstream' ? 'upstream alone' : n === 'floor' ? 'floor (uWS + node:net, nothing else)' : n;
+}
+
 function rotate<T>(xs: readonly T[], by: number): T[] {
   return xs.map((_, i) => xs[(i + by) % xs.length]);
 }
@@ -96,10 +100,10 @@ export async function runBench(o: BenchOptions): Promise<Report> {
     tables.push({
       title: `Proxied requests: 1 worker on core ${SERVER_CPUS} with the upstream, wrk on core ${LOADGEN_CPUS}, ${o.connections} connections, 1 tenant (median of ${o.runs})`,
       columns: ['server', 'req/s', 'p50 µs', 'p99 µs', 'CPU µs/request'],
-      rows: names.map((n) => [n === 'upstream' ? 'upstream alone' : n, med(proxied, n, 'rps'), med(proxied, n, 'p50_us'), med(proxied, n, 'p99_us'), med(proxied, n, 'cpuUs')]),
-      note: 'CPU µs/request is the server\'s own CPU time (all its threads and processes, from /proc/PID/stat) over the requests wrk completed; the upstream\'s CPU is not in it (except on the "upstream alone" row). p50/p99 are wrk\'s (closed loop).',
+      rows: names.map((n) => [label(n), med(proxied, n, 'rps'), med(proxied, n, 'p50_us'), med(proxied, n, 'p99_us'), med(proxied, n, 'cpuUs')]),
+      note: 'CPU µs/request is the server\'s own CPU time (all its threads and processes, from /proc/PID/stat) over the requests wrk completed; the upstream\'s CPU is not in it (except on the "upstream alone" row). p50/p99 are wrk\'s (closed loop). The floor is the smallest proxy uWS and node:net allow (loadtest/floor-proxy.ts: no auth, no limits, no header hygiene): what any Node.js gateway built on them costs at least.',
     });
-    const limited = names.filter((n) => n !== 'upstream');
+    const limited = targets.filter((t) => t.limits).map((t) => t.name);
     tables.push({
       title: 'Refusals: a spent tenant answered 429, and connections of a banned address dropped (median)',
       columns: ['server', '429/s', 'CPU µs per 429', 'banned conn/s', 'CPU µs per dropped connection'],
@@ -110,39 +114,51 @@ export async function runBench(o: BenchOptions): Promise<Report> {
       tables.push({
         title: 'Ratios (ward ÷ reference; CPU below 1.00 and req/s above 1.00 mean ward is cheaper and faster)',
         columns: ['against', 'req/s', 'CPU µs/request', 'CPU per 429', 'CPU per dropped connection'],
-        rows: [...(names.includes('upstream') ? ['upstream' as const] : []), ...refs].map((n) => [
-          n === 'upstream' ? 'upstream alone' : n,
-          ratio(med(proxied, 'ward', 'rps'), med(proxied, n, 'rps')),
-          ratio(med(proxied, 'ward', 'cpuUs'), med(proxied, n, 'cpuUs')),
-          n === 'upstream' ? '–' : ratio(med(refused, 'ward', 'cpuUs'), med(refused, n, 'cpuUs')),
-          n === 'upstream' ? '–' : ratio(median((drops.get('ward') ?? []).map((d) => d.cpuUs)), median((drops.get(n) ?? []).map((d) => d.cpuUs))),
-        ]),
+        rows: [...names.filter((n) => n === 'upstream' || n === 'floor'), ...refs].map((n) => {
+          const limits = n !== 'upstream' && n !== 'floor';
+          return [
+            label(n),
+            ratio(med(proxied, 'ward', 'rps'), med(proxied, n, 'rps')),
+            ratio(med(proxied, 'ward', 'cpuUs'), med(proxied, n, 'cpuUs')),
+            limits ? ratio(med(refused, 'ward', 'cpuUs'), med(refused, n, 'cpuUs')) : '–',
+            limits ? ratio(median((drops.get('ward') ?? []).map((d) => d.cpuUs)), median((drops.get(n) ?? []).map((d) => d.cpuUs))) : '–',
+          ];
+        }),
       });
     }
 
-    // Added latency at half of ward's peak (or of the fastest server when ward is absent), open loop.
+    // Added latency at half of ward's peak (or of the fastest server when ward is absent), open loop,
+    // interleaved like the rest: each server's p99 is the median of its runs.
     if (o.latency) {
       const peak = med(proxied, names.includes('ward') ? 'ward' : limited[0] ?? 'upstream', 'rps');
       const rate = Math.round(peak / 2);
+      const runs = new Map<TargetName, { p50: number; p99: number; p999: number; ok: number; offered: number }[]>();
+      for (let round = 0; round < o.runs; round++) {
+        for (const t of rotate(targets, round)) {
+          const r = await progress.countdown(`latency at ${rate} req/s · round ${round + 1}/${o.runs} · ${t.name}`, o.durationS, runLoad({
+            host: '127.0.0.1',
+            port: t.port,
+            durationS: o.durationS,
+            flows: [{ name: t.name, kind: 'tenant', rate, path: BENCH_PATH, headers: { authorization: `Bearer ${tokens.ok}` }, maxConnections: o.connections }],
+          }));
+          const f = r.flows[0];
+          runs.set(t.name, [...(runs.get(t.name) ?? []), { p50: f.latency.p50_us, p99: f.latency.p99_us, p999: f.latency.p999_us, ok: f.ok, offered: f.offered }]);
+          progress.log(`latency at ${rate} req/s · round ${round + 1}/${o.runs} · ${t.name}: p50 ${f.latency.p50_us} µs, p99 ${f.latency.p99_us} µs (${f.ok}/${f.offered} ok)`);
+        }
+      }
       const lat: Record<string, { p50: number; p99: number; p999: number; ok: number; offered: number }> = {};
       for (const t of targets) {
-        const r = await progress.countdown(`latency at ${rate} req/s · ${t.name}`, o.durationS, runLoad({
-          host: '127.0.0.1',
-          port: t.port,
-          durationS: o.durationS,
-          flows: [{ name: t.name, kind: 'tenant', rate, path: BENCH_PATH, headers: { authorization: `Bearer ${tokens.ok}` }, maxConnections: o.connections }],
-        }));
-        const f = r.flows[0];
-        lat[t.name] = { p50: f.latency.p50_us, p99: f.latency.p99_us, p999: f.latency.p999_us, ok: f.ok, offered: f.offered };
-        progress.log(`latency at ${rate} req/s · ${t.name}: p50 ${f.latency.p50_us} µs, p99 ${f.latency.p99_us} µs (${f.ok}/${f.offered} ok)`);
+        const rs = runs.get(t.name) ?? [];
+        const m = (k: 'p50' | 'p99' | 'p999') => median(rs.map((x) => x[k]));
+        lat[t.name] = { p50: m('p50'), p99: m('p99'), p999: m('p999'), ok: rs.reduce((a, x) => a + x.ok, 0), offered: rs.reduce((a, x) => a + x.offered, 0) };
       }
-      data.latency = { rate, servers: lat };
+      data.latency = { rate, servers: lat, runs: Object.fromEntries(runs) };
       const base = lat.upstream;
       tables.push({
-        title: `Latency at a fixed ${rate} req/s (half of the peak), open loop from core ${LOADGEN_CPUS}`,
+        title: `Latency at a fixed ${rate} req/s (half of the peak), open loop from core ${LOADGEN_CPUS} (median of ${o.runs} interleaved runs)`,
         columns: ['server', 'p50 µs', 'p99 µs', 'p99.9 µs', 'added p99 µs (vs upstream alone)', 'answered 2xx / offered'],
-        rows: Object.entries(lat).map(([n, v]) => [n, v.p50, v.p99, v.p999, base && n !== 'upstream' ? v.p99 - base.p99 : '–', `${v.ok}/${v.offered}`]),
-        note: 'Latency runs from the moment each request was due, so queueing counts (no coordinated omission).',
+        rows: Object.entries(lat).map(([n, v]) => [label(n as TargetName), v.p50, v.p99, v.p999, base && n !== 'upstream' ? v.p99 - base.p99 : '–', `${v.ok}/${v.offered}`]),
+        note: 'Latency runs from the moment each request was due, so queueing counts (no coordinated omission). The generator is a Node.js process on the other core: its own pauses are in every row, which is why the upstream alone is the baseline.',
       });
     }
     for (const t of targets) if (t.name !== 'upstream') await t.stop();
@@ -209,6 +225,11 @@ function targetsVerdict(data: Record<string, unknown>, names: readonly TargetNam
     const added = lat.servers.ward.p99 - lat.servers.upstream.p99;
     check(added < 1000, `p99 added by ward at ${lat.rate} req/s (half its peak) = ${added} µs (target < 1000 µs)`);
   }
+  if (names.includes('floor')) {
+    const floor = pick('proxied', 'floor', 'cpuUs');
+    const ward = pick('proxied', 'ward', 'cpuUs');
+    lines.push(`context: the floor (uWS + node:net, no features) costs ${floor.toFixed(1)} CPU µs per proxied request, ${(floor / pick('proxied', 'nginx', 'cpuUs')).toFixed(2)}× nginx; ward's auth, limits, header hygiene, health accounting and metrics add ${(ward - floor).toFixed(1)} µs to it`);
+  }
   const noise = median(((data.proxied as Record<string, Sample[]>).ward ?? []).map((x) => x.noise));
   if (noise > 0.1) lines.push(`CAUTION: other processes kept ${noise.toFixed(2)} cores busy during ward's runs (median); on a quiet machine these ratios can differ a lot — rerun before trusting them`);
   return { pass, lines };
@@ -249,7 +270,7 @@ function parseOptions(argv: string[]): BenchOptions {
       'scaling-sizes': { type: 'string' },
     },
   });
-  const all: TargetName[] = ['upstream', 'ward', 'nginx', 'haproxy'];
+  const all: TargetName[] = ['upstream', 'floor', 'ward', 'nginx', 'haproxy'];
   const include = new Set<TargetName>(values.only ? (values.only.split(',') as TargetName[]) : all);
   for (const n of include) if (!all.includes(n)) throw new Error(`--only takes ${all.join(',')}; got "${n}"`);
   include.add('upstream');

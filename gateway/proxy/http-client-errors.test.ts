@@ -150,6 +150,33 @@ test('a server slower than timeoutMs is a timeout at about timeoutMs, and its co
   await srv.close();
 });
 
+test('each call keeps its own deadline: answered calls leave the queue, later ones still time out on time', async () => {
+  // /fast is answered at once, /slow never: the slow calls time out timeoutMs after each started,
+  // whatever happened to the calls before them.
+  const srv = await rawServer((s, head) => {
+    if (head.startsWith('GET /fast')) s.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+  });
+  const pool = new TargetPool(srv.origin);
+  const t0 = Date.now();
+  const fast = send(pool, get('/fast', { timeoutMs: 300 }));
+  await sleep(100);
+  const slowA = send(pool, get('/slow', { timeoutMs: 300 }));
+  await sleep(100);
+  const slowB = send(pool, get('/slow', { timeoutMs: 300 }));
+  assert.equal((await fast).status, 200);
+  const a = await slowA;
+  const tookA = Date.now() - t0;
+  const b = await slowB;
+  const tookB = Date.now() - t0;
+  assert.equal(a.error?.kind, 'timeout');
+  assert.equal(b.error?.kind, 'timeout');
+  assert.ok(tookA >= 390 && tookA < 700, `first slow call timed out at ${tookA} ms (due at 400)`);
+  assert.ok(tookB >= 490 && tookB < 800, `second slow call timed out at ${tookB} ms (due at 500)`);
+  await settled(b, pool);
+  pool.close();
+  await srv.close();
+});
+
 test('the timeout counts to the final head: interim 100 Continue does not stop it', async () => {
   const srv = await rawServer((s) => s.write('HTTP/1.1 100 Continue\r\n\r\n'));
   const pool = new TargetPool(srv.origin);

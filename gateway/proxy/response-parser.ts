@@ -22,8 +22,10 @@ const MAX_CHUNK_SIZE_BEFORE_DIGIT = 2 ** 44;
 
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// field-value = *( VCHAR / obs-text / SP / HTAB ): any other control octet is malformed.
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+// field-value = *( VCHAR / obs-text / SP / HTAB ): any other control octet is malformed, and CR
+// and LF only ever appear together, ending a line. One scan of the whole head checks every line
+// (a regex per value costs more than the rest of the head's parsing).
+const BAD_HEAD = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
 const DIGITS = /^[0-9]{1,15}$/;
 const HEX = new Int8Array(256).fill(-1);
 for (let i = 0; i < 10; i++) HEX[48 + i] = i;
@@ -307,9 +309,9 @@ export class ResponseParser {
     if ((minor !== 0 && minor !== 1) || d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) {
       return this.fail('bad status line');
     }
-    if (lineEnd > 12 && (s.charCodeAt(12) !== SP || BAD_VALUE.test(s.slice(13, lineEnd)))) {
-      return this.fail('bad status line');
-    }
+    if (lineEnd > 12 && s.charCodeAt(12) !== SP) return this.fail('bad status line');
+    const bad = BAD_HEAD.exec(s);
+    if (bad !== null) return this.fail(badOctetIn(s, bad.index, lineEnd));
     const status = d0 * 100 + d1 * 10 + d2;
 
     const headers: string[] = [];
@@ -335,7 +337,6 @@ export class ResponseParser {
       c = s.charCodeAt(ve - 1);
       while (ve > vs && (c === SP || c === HT)) c = s.charCodeAt(--ve - 1);
       const value = s.slice(vs, ve);
-      if (BAD_VALUE.test(value)) return this.fail('bad header value');
       pos = end + 2;
       const lname = name.toLowerCase();
       switch (lname) {
@@ -414,6 +415,14 @@ export class ResponseParser {
     }
     return HEAD_FINAL;
   }
+}
+
+/** Where a control octet found by BAD_HEAD sits: status line, a field's name, or its value. */
+function badOctetIn(s: string, at: number, statusLineEnd: number): string {
+  if (at < statusLineEnd) return 'bad status line';
+  const lineStart = s.lastIndexOf('\r\n', at - 1) + 2;
+  const colon = s.indexOf(':', lineStart);
+  return colon < 0 || colon > at ? 'bad header name' : 'bad header value';
 }
 
 function stripNamed(headers: string[], names: string[]): void {

@@ -22,8 +22,11 @@ export function statusLine(status: number): string {
 }
 
 /** Response headers ward does not copy: hop-by-hop ones are already gone (the client removes
- * them); uWS writes its own Content-Length/Transfer-Encoding and Date. */
-const SKIP_RESPONSE = new Set(['content-length', 'date']);
+ * them); uWS writes its own Content-Length/Transfer-Encoding and Date. Compared, not hashed:
+ * the names are fresh strings, and a Set lookup would hash each of them. */
+function skippedResponseHeader(name: string): boolean {
+  return name === 'content-length' || name === 'date';
+}
 
 /** Queue at most this much request body before the upstream call exists, then pause the client. */
 const EARLY_BODY_PAUSE = 64 * 1024;
@@ -255,7 +258,7 @@ export class HttpExchange implements ResponseSink {
     res.writeStatus(statusLine(status));
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
-      if (!SKIP_RESPONSE.has(name)) res.writeHeader(name, headers[i + 1]!);
+      if (!skippedResponseHeader(name)) res.writeHeader(name, headers[i + 1]!);
     }
     res.writeHeader('x-request-id', this.head.requestId);
   }

@@ -20,12 +20,25 @@ export interface Identity {
 /** Tenant names become store keys and metric labels: keep them plain. */
 const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const NEGATIVE_TTL_MS = 5_000;
+/** Caches are keyed by the token's last characters (its signature's end): hashing a whole
+ * several-hundred-character token on every request costs more than the rest of the lookup. The
+ * full token is kept and compared, so two tokens sharing a tail only ever share a cache slot. */
+const KEY_CHARS = 32;
+
+interface Cached<T> {
+  readonly token: string;
+  readonly value: T;
+}
+
+function cacheKey(token: string): string {
+  return token.length <= KEY_CHARS ? token : token.slice(-KEY_CHARS);
+}
 
 export class TokenVerifier {
   private readonly keys: ReturnType<typeof createLocalJWKSet>;
-  private readonly cache = new Map<string, Identity>();
-  /** Recently rejected tokens: a replayed bad token costs a lookup, not a verify. */
-  private readonly rejected = new Map<string, number>();
+  private readonly cache = new Map<string, Cached<Identity>>();
+  /** Recently rejected tokens (until when): a replayed bad token costs a lookup, not a verify. */
+  private readonly rejected = new Map<string, Cached<number>>();
 
   constructor(
     private readonly auth: AuthSpec,
@@ -36,16 +49,18 @@ export class TokenVerifier {
 
   /** The cached identity for this token if it is valid now; undefined = unknown (verify it), null = known bad. */
   lookup(token: string, nowMs: number): Identity | null | undefined {
-    const id = this.cache.get(token);
-    if (id !== undefined) {
+    const key = cacheKey(token);
+    const hit = this.cache.get(key);
+    if (hit !== undefined && hit.token === token) {
+      const id = hit.value;
       if (nowMs < id.validUntil && nowMs >= id.validFrom) return id;
-      if (nowMs >= id.validUntil) this.cache.delete(token);
+      if (nowMs >= id.validUntil) this.cache.delete(key);
       return null;
     }
-    const until = this.rejected.get(token);
-    if (until !== undefined) {
-      if (nowMs < until) return null;
-      this.rejected.delete(token);
+    const bad = this.rejected.get(key);
+    if (bad !== undefined && bad.token === token) {
+      if (nowMs < bad.value) return null;
+      this.rejected.delete(key);
     }
     return undefined;
   }
@@ -86,13 +101,14 @@ export class TokenVerifier {
 
   private remember(token: string, id: Identity | null): void {
     const map: Map<string, unknown> = id ? this.cache : this.rejected;
-    if (map.size >= this.maxEntries) {
+    const key = cacheKey(token);
+    if (!map.has(key) && map.size >= this.maxEntries) {
       // Oldest first: Map iterates in insertion order.
       const oldest = map.keys().next().value;
       if (oldest !== undefined) map.delete(oldest);
     }
-    if (id) this.cache.set(token, id);
-    else this.rejected.set(token, Date.now() + NEGATIVE_TTL_MS);
+    if (id) this.cache.set(key, { token, value: id });
+    else this.rejected.set(key, { token, value: Date.now() + NEGATIVE_TTL_MS });
   }
 }
 
