@@ -3,6 +3,7 @@
 // generator's core, so they take only the CPU the well-behaved tenants' generator leaves over.
 // Run alone: `node dist/loadtest/load-gen-child.js OPTIONS.json` prints one `LOADGEN_RESULT {...}` line.
 
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,15 +28,37 @@ export interface ChildLoad {
 }
 
 /** Starts the child and resolves once it is about to send (so the caller can start its own load). */
-export async function startLoadInChild(o: ChildLoadOptions, place: { cpus?: string; nice?: number } = {}): Promise<ChildLoad> {
+/** Where the child runs: `cpus` to pin it; `nice` to lower its priority; `idle` to run it under
+ * SCHED_IDLE, so any normal process on its core (the measuring generator) preempts it at once on
+ * wakeup — a nice level alone does not guarantee that under the EEVDF scheduler. */
+export interface ChildPlacement {
+  readonly cpus?: string;
+  readonly nice?: number;
+  readonly idle?: boolean;
+}
+
+/** The command line for `argv` under the placement's priority (nice, chrt). */
+export function prioritized(argv: readonly string[], place: ChildPlacement): string[] {
+  let out = [...argv];
+  if (place.nice) out = ['nice', '-n', String(place.nice), ...out];
+  if (place.idle && canRunIdle()) out = ['chrt', '--idle', '0', ...out];
+  return out;
+}
+
+let idleOk: boolean | undefined;
+function canRunIdle(): boolean {
+  return (idleOk ??= spawnSync('chrt', ['--idle', '0', 'true']).status === 0);
+}
+
+export async function startLoadInChild(o: ChildLoadOptions, place: ChildPlacement = {}): Promise<ChildLoad> {
   const file = join(tempDir('ward-loadgen-'), 'options.json');
   writeFileSync(file, JSON.stringify(o));
   const script = fileURLToPath(import.meta.url);
-  const nice = place.nice ?? 0;
+  const [cmd, ...args] = prioritized([process.execPath, script, file], place);
   const child = await startChild({
     name: 'load generator',
-    cmd: nice ? 'nice' : process.execPath,
-    args: nice ? ['-n', String(nice), process.execPath, script, file] : [script, file],
+    cmd: cmd!,
+    args,
     cpus: place.cpus,
     readyLine: (l) => l === 'LOADGEN_START',
     timeoutMs: 10000,

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { runLoad } from './load-gen.js';
 import { runConnectFlood } from './connect-flood.js';
-import { startLoadInChild } from './load-gen-child.js';
+import { prioritized, startLoadInChild } from './load-gen-child.js';
+import { readFileSync } from 'node:fs';
 import { startUpstream } from './upstream.js';
 
 /** A raw TCP server answering each request with `answer(n)` (or closing when it returns null). */
@@ -94,10 +95,18 @@ test('a connection flood against a server that answers counts answers, not drops
   }
 });
 
+test('a child generator runs under nice and SCHED_IDLE when asked', () => {
+  assert.deepEqual(prioritized(['node', 'x.js'], {}), ['node', 'x.js']);
+  assert.deepEqual(prioritized(['node', 'x.js'], { nice: 19, idle: true }), ['chrt', '--idle', '0', 'nice', '-n', '19', 'node', 'x.js']);
+});
+
 test('a run in a child process reports the same way as one in this process', async () => {
   const up = await startUpstream(0);
   try {
-    const child = await startLoadInChild({ host: '127.0.0.1', port: up.port, durationS: 0.5, warmupS: 0, drainMs: 300, flows: [{ name: 'c', kind: 'tenant', rate: 200, path: '/' }] }, { nice: 10 });
+    const child = await startLoadInChild({ host: '127.0.0.1', port: up.port, durationS: 0.5, warmupS: 0, drainMs: 300, flows: [{ name: 'c', kind: 'tenant', rate: 200, path: '/' }] }, { nice: 10, idle: true });
+    // It really runs at the placement's priority: SCHED_IDLE is policy 5 in /proc/PID/stat (field 41).
+    const policy = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[38];
+    assert.equal(policy, '5');
     const r = await child.result;
     assert.ok(r.flows[0].offered >= 95, `offered ${r.flows[0].offered}`);
     assert.equal(r.flows[0].ok, r.flows[0].offered);

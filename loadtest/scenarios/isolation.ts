@@ -111,7 +111,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
         // tenants' generator (which sleeps between 1 ms ticks) preempts it whenever it has work.
         const abuse =
           phase === 'test'
-            ? await startLoadInChild({ host: '127.0.0.1', port: policy.port, flows: [noisy, flood], durationS: o.durationS }, { cpus: LOADGEN_CPUS, nice: 19 })
+            ? await startLoadInChild({ host: '127.0.0.1', port: policy.port, flows: [noisy, flood], durationS: o.durationS }, { cpus: LOADGEN_CPUS, nice: 19, idle: true })
             : undefined;
         const noiseMark = markNoise();
         const before = sampleCpu(ward.pid);
