@@ -107,8 +107,8 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     for (let round = 0; round < o.runs; round++) {
       for (const phase of ['baseline', 'test'] as const) {
         const label = `round ${round + 1}/${o.runs} · ${phase}`;
-        // The noisy tenant and the flood come from a nice-19 process on the same core: the good
-        // tenants' generator (which sleeps between 1 ms ticks) preempts it whenever it has work.
+        // The noisy tenant and the flood come from a nice-19, SCHED_IDLE process on the same core:
+        // the good tenants' generator (which sleeps between 1 ms ticks) preempts it whenever it has work.
         const abuse =
           phase === 'test'
             ? await startLoadInChild({ host: '127.0.0.1', port: policy.port, flows: [noisy, flood], durationS: o.durationS }, { cpus: LOADGEN_CPUS, nice: 19, idle: true })
