@@ -96,6 +96,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   const rounds: unknown[] = [];
   const noise: { noise: number }[] = [];
   const cpu = { baseline: 0, test: 0, baselineReq: 0, testReq: 0 };
+  const control = { baseline: new Histogram(), test: new Histogram() };
   try {
     // Warm ward up (JIT, connection pools) on both the proxied and the 429 path, so round 1's baseline is not a cold start.
     const warm = await mintToken(policy.keys, 'warm-up');
@@ -149,6 +150,29 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
         o.progress.log(`${label}: good p99 ${g.latency.p99_us} µs · ${progressText([...r.flows, ...(other?.flows ?? [])])}`);
       }
     }
+    // Control (context only, not in the verdict): the same two phases with the good tenants sent
+    // straight to the upstream while the noise still hits ward on the same core. How much their tail
+    // rises here is what the shared cores cost any path, ward or not.
+    for (const phase of ['baseline', 'test'] as const) {
+      const label = `control · ${phase}`;
+      const abuse =
+        phase === 'test'
+          ? await startLoadInChild({ host: '127.0.0.1', port: policy.port, flows: [noisy, flood], durationS: o.durationS }, { cpus: LOADGEN_CPUS, nice: 19, idle: true })
+          : undefined;
+      const r = await runLoad({
+        host: '127.0.0.1',
+        port: up.port,
+        flows: good,
+        durationS: o.durationS,
+        pace: 'timer',
+        latencyFrom: 'sent',
+        onSecond: (t, fs) => o.progress.update(`${label} ${t}/${o.durationS} s · ${progressText(fs)}`),
+      });
+      await abuse?.result;
+      const g = r.groups.find((x) => x.name === 'good')!;
+      control[phase].merge(g.histogram);
+      o.progress.log(`${label}: good tenants straight to the upstream, p99 ${g.latency.p99_us} µs`);
+    }
   } finally {
     await ward.stop();
     await up.stop();
@@ -171,6 +195,11 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   const bp99 = baseHist.percentile(99);
   const tp99 = testHist.percentile(99);
   check(tp99 <= bp99 * (1 + P99_TOLERANCE), `good tenants' p99 ${tp99} µs with the noisy tenant and the flood vs ${bp99} µs without (${((tp99 / bp99 - 1) * 100).toFixed(1)} %, limit +${P99_TOLERANCE * 100} %)`);
+  if (control.baseline.count > 0 && control.test.count > 0) {
+    const cb = control.baseline.percentile(99);
+    const ct = control.test.percentile(99);
+    lines.push(`(context) control, the good tenants straight to the upstream under the same noise: p99 ${ct} µs vs ${cb} µs without (${((ct / cb - 1) * 100).toFixed(1)} %): what the shared cores cost a path without ward`);
+  }
   const n = test.get('noisy')!;
   const seconds = o.runs * o.durationS;
   const bound = QUOTA + QUOTA * seconds + QUOTA * o.runs; // burst + rate·t, plus the refill during each round's warm-up
@@ -195,7 +224,10 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
       rows: [
         ['baseline (good tenants alone)', baseHist.count, baseHist.percentile(50), bp99, baseHist.percentile(99.9), (cpu.baseline * 1000) / cpu.baselineReq],
         ['with noisy tenant and flood', testHist.count, testHist.percentile(50), tp99, testHist.percentile(99.9), (cpu.test * 1000) / cpu.testReq],
+        ['control: straight to the upstream, alone', control.baseline.count, control.baseline.percentile(50), control.baseline.percentile(99), control.baseline.percentile(99.9), '–'],
+        ['control: straight to the upstream, noise on ward', control.test.count, control.test.percentile(50), control.test.percentile(99), control.test.percentile(99.9), '–'],
       ],
+      note: 'The control rows are context: the same good-tenant load sent to the upstream itself, with the noisy tenant and the flood still hitting ward on the same core. The verdict compares the first two rows only.',
     },
   ];
   const contention = noiseNote(noise);
@@ -240,7 +272,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
       },
     ],
     notes,
-    data: { quota: QUOTA, rounds },
+    data: { quota: QUOTA, rounds, control: { baseline_p99_us: control.baseline.percentile(99), test_p99_us: control.test.percentile(99) } },
   };
 }
 
