@@ -8,7 +8,7 @@
 import uws from 'uWebSockets.js';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { startChild, type Child } from './processes.js';
+import { spawnListening, type ListeningChild } from './processes.js';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 
@@ -56,24 +56,9 @@ export function startFloorProxy(upstreamPort: number): Promise<number> {
   });
 }
 
-export interface FloorChild {
-  readonly port: number;
-  readonly pid: number;
-  readonly child: Child;
-  stop(): Promise<void>;
-}
-
 /** The floor proxy as its own process, pinned to `cpus`. */
-export async function spawnFloorProxy(upstreamPort: number, cpus?: string): Promise<FloorChild> {
-  const child = await startChild({
-    name: 'floor',
-    cmd: process.execPath,
-    args: [fileURLToPath(import.meta.url), '--upstream', String(upstreamPort)],
-    cpus,
-    readyLine: (l) => l.includes('"listening"'),
-  });
-  const port = (JSON.parse(child.lines.find((l) => l.includes('"listening"'))!) as { port: number }).port;
-  return { port, pid: child.pid, child, stop: () => child.stop() };
+export function spawnFloorProxy(upstreamPort: number, cpus?: string): Promise<ListeningChild> {
+  return spawnListening('floor', fileURLToPath(import.meta.url), ['--upstream', String(upstreamPort)], cpus);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -139,6 +139,21 @@ export async function startChild(o: ChildOptions): Promise<Child> {
 }
 
 /** Runs a command to completion and returns its stdout (rejects on a non-zero exit). */
+export interface ListeningChild {
+  readonly port: number;
+  readonly pid: number;
+  readonly child: Child;
+  stop(): Promise<void>;
+}
+
+/** A Node.js script of this folder run as its own process (pinned to `cpus`) that prints
+ * {"msg":"listening","port":N} when ready; resolves with that port. */
+export async function spawnListening(name: string, script: string, args: readonly string[], cpus?: string): Promise<ListeningChild> {
+  const child = await startChild({ name, cmd: process.execPath, args: [script, ...args], cpus, readyLine: (l) => l.includes('"listening"') });
+  const port = (JSON.parse(child.lines.find((l) => l.includes('"listening"'))!) as { port: number }).port;
+  return { port, pid: child.pid, child, stop: () => child.stop() };
+}
+
 export function runToEnd(cmd: string, args: readonly string[], cpus?: string): Promise<string> {
   const pinned = cpus !== undefined && canPin();
   return new Promise((resolve, reject) => {

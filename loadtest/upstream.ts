@@ -5,7 +5,7 @@
 
 import uws from 'uWebSockets.js';
 import { fileURLToPath } from 'node:url';
-import { startChild, type Child } from './processes.js';
+import { spawnListening, type ListeningChild } from './processes.js';
 
 export const UPSTREAM_BODY = '{"ok":true}';
 
@@ -57,24 +57,11 @@ export function startUpstream(port = 0, host = '127.0.0.1'): Promise<Upstream> {
   });
 }
 
-export interface UpstreamChild {
-  readonly port: number;
-  readonly pid: number;
-  readonly child: Child;
-  stop(): Promise<void>;
-}
+export type UpstreamChild = ListeningChild;
 
 /** The upstream as its own process, pinned to `cpus`, so its CPU is not counted as the caller's. */
-export async function spawnUpstream(cpus?: string): Promise<UpstreamChild> {
-  const child = await startChild({
-    name: 'upstream',
-    cmd: process.execPath,
-    args: [fileURLToPath(import.meta.url), '--port', '0'],
-    cpus,
-    readyLine: (l) => l.includes('"listening"'),
-  });
-  const port = (JSON.parse(child.lines.find((l) => l.includes('"listening"'))!) as { port: number }).port;
-  return { port, pid: child.pid, child, stop: () => child.stop() };
+export function spawnUpstream(cpus?: string): Promise<UpstreamChild> {
+  return spawnListening('upstream', fileURLToPath(import.meta.url), ['--port', '0'], cpus);
 }
 
 /** 200 OK for a SIP request (copying Via, From, To, Call-ID, CSeq), undefined for anything else. */
