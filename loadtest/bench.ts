@@ -39,6 +39,15 @@ function wrkSample(t: BenchTarget, token: string, o: BenchOptions, cpus: string,
   return measureWrk(t, { path: BENCH_PATH, token, durationS: o.durationS, connections: o.connections, cpus, threads });
 }
 
+/** One server's open-loop latency at the fixed rate. */
+interface LatencyRow {
+  p50: number;
+  p99: number;
+  p999: number;
+  ok: number;
+  offered: number;
+}
+
 function label(n: TargetName): string {
   return n === 'upstream' ? 'upstream alone' : n === 'floor' ? 'floor (uWS + node:net, nothing else)' : n;
 }
@@ -109,13 +118,12 @@ export async function runBench(o: BenchOptions): Promise<Report> {
       columns: ['server', '429/s', 'CPU µs per 429', 'banned conn/s', 'CPU µs per dropped connection'],
       rows: limited.map((n) => [n, med(refused, n, 'rps'), med(refused, n, 'cpuUs'), median((drops.get(n) ?? []).map((d) => d.perSecond)), median((drops.get(n) ?? []).map((d) => d.cpuUs))]),
     });
-    const refs = limited.filter((n) => n !== 'ward');
     if (names.includes('ward')) {
       tables.push({
         title: 'Ratios (ward ÷ reference; CPU below 1.00 and req/s above 1.00 mean ward is cheaper and faster)',
         columns: ['against', 'req/s', 'CPU µs/request', 'CPU per 429', 'CPU per dropped connection'],
-        rows: [...names.filter((n) => n === 'upstream' || n === 'floor'), ...refs].map((n) => {
-          const limits = n !== 'upstream' && n !== 'floor';
+        rows: names.filter((n) => n !== 'ward').map((n) => {
+          const limits = limited.includes(n);
           return [
             label(n),
             ratio(med(proxied, 'ward', 'rps'), med(proxied, n, 'rps')),
@@ -132,7 +140,7 @@ export async function runBench(o: BenchOptions): Promise<Report> {
     if (o.latency) {
       const peak = med(proxied, names.includes('ward') ? 'ward' : limited[0] ?? 'upstream', 'rps');
       const rate = Math.round(peak / 2);
-      const runs = new Map<TargetName, { p50: number; p99: number; p999: number; ok: number; offered: number }[]>();
+      const runs = new Map<TargetName, LatencyRow[]>();
       for (let round = 0; round < o.runs; round++) {
         for (const t of rotate(targets, round)) {
           const r = await progress.countdown(`latency at ${rate} req/s · round ${round + 1}/${o.runs} · ${t.name}`, o.durationS, runLoad({
@@ -146,7 +154,7 @@ export async function runBench(o: BenchOptions): Promise<Report> {
           progress.log(`latency at ${rate} req/s · round ${round + 1}/${o.runs} · ${t.name}: p50 ${f.latency.p50_us} µs, p99 ${f.latency.p99_us} µs (${f.ok}/${f.offered} ok)`);
         }
       }
-      const lat: Record<string, { p50: number; p99: number; p999: number; ok: number; offered: number }> = {};
+      const lat: Record<string, LatencyRow> = {};
       for (const t of targets) {
         const rs = runs.get(t.name) ?? [];
         const m = (k: 'p50' | 'p99' | 'p999') => median(rs.map((x) => x[k]));
@@ -198,7 +206,7 @@ async function workers2(o: BenchOptions, s: Parameters<typeof startTargets>[0], 
   return {
     title: `Two workers on both cores (ward --workers 2, nginx worker_processes 2, haproxy nbthread 2; upstream and wrk -t2 share the cores; median of ${o.runs})`,
     columns: ['server', 'req/s', 'p99 µs', 'CPU µs/request', 'req/s ÷ nginx'],
-    rows: [...rows.keys()].map((n) => [n === 'upstream' ? 'upstream alone' : n, m(n, 'rps'), m(n, 'p99_us'), m(n, 'cpuUs'), rows.has('nginx') ? ratio(m(n, 'rps'), m('nginx', 'rps')) : '–']),
+    rows: [...rows.keys()].map((n) => [label(n), m(n, 'rps'), m(n, 'p99_us'), m(n, 'cpuUs'), rows.has('nginx') ? ratio(m(n, 'rps'), m('nginx', 'rps')) : '–']),
   };
 }
 

@@ -86,6 +86,9 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   };
   const flood: FlowSpec = { name: 'address flood', kind: 'flood', rate: FLOOD_RATE, path: PATH, localAddresses: FLOOD_ADDRESSES, maxConnections: 64 };
 
+  // The noisy tenant and the flood come from a nice-19, SCHED_IDLE process on the same core as the
+  // good tenants' generator (which sleeps between 1 ms ticks and preempts it whenever it has work).
+  const startNoise = () => startLoadInChild({ host: '127.0.0.1', port: policy.port, flows: [noisy, flood], durationS: o.durationS }, { cpus: LOADGEN_CPUS, nice: 19, idle: true });
   const baseline = new Map<string, Totals>();
   const test = new Map<string, Totals>();
   const baseHist = new Histogram();
@@ -108,11 +111,9 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     for (let round = 0; round < o.runs; round++) {
       for (const phase of ['baseline', 'test'] as const) {
         const label = `round ${round + 1}/${o.runs} · ${phase}`;
-        // The noisy tenant and the flood come from a nice-19, SCHED_IDLE process on the same core:
-        // the good tenants' generator (which sleeps between 1 ms ticks) preempts it whenever it has work.
         const abuse =
           phase === 'test'
-            ? await startLoadInChild({ host: '127.0.0.1', port: policy.port, flows: [noisy, flood], durationS: o.durationS }, { cpus: LOADGEN_CPUS, nice: 19, idle: true })
+            ? await startNoise()
             : undefined;
         const noiseMark = markNoise();
         const before = sampleCpu(ward.pid);
@@ -157,7 +158,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
       const label = `control · ${phase}`;
       const abuse =
         phase === 'test'
-          ? await startLoadInChild({ host: '127.0.0.1', port: policy.port, flows: [noisy, flood], durationS: o.durationS }, { cpus: LOADGEN_CPUS, nice: 19, idle: true })
+          ? await startNoise()
           : undefined;
       const r = await runLoad({
         host: '127.0.0.1',
