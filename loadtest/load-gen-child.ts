@@ -27,7 +27,6 @@ export interface ChildLoad {
   readonly pid: number;
 }
 
-/** Starts the child and resolves once it is about to send (so the caller can start its own load). */
 /** Where the child runs: `cpus` to pin it; `nice` to lower its priority; `idle` to run it under
  * SCHED_IDLE, so any normal process on its core (the measuring generator) preempts it at once on
  * wakeup — a nice level alone does not guarantee that under the EEVDF scheduler. */
@@ -50,6 +49,7 @@ function canRunIdle(): boolean {
   return (idleOk ??= spawnSync('chrt', ['--idle', '0', 'true']).status === 0);
 }
 
+/** Starts the child and resolves once it is about to send (so the caller can start its own load). */
 export async function startLoadInChild(o: ChildLoadOptions, place: ChildPlacement = {}): Promise<ChildLoad> {
   const file = join(tempDir('ward-loadgen-'), 'options.json');
   writeFileSync(file, JSON.stringify(o));

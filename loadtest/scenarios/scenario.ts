@@ -45,9 +45,22 @@ export function requireWard(): void {
   if (!wardAvailable()) throw new WardMissing();
 }
 
+/** Where a scenario's upstream runs: beside ward (the bench's placement), or with the load generator
+ * so that ward's core is ward's alone. */
+export type UpstreamPlacement = 'beside-ward' | 'with-load';
+
+export function upstreamCpus(placement: UpstreamPlacement): string {
+  return placement === 'with-load' ? LOADGEN_CPUS : SERVER_CPUS;
+}
+
 /** Notes every report carries about how far its numbers can be trusted. */
-export function placementNotes(workers = 1): string[] {
-  const where = workers > 1 ? `ward (${workers} workers) on cores ${wardCpus(workers)}, the upstream on core ${SERVER_CPUS}` : `ward and the upstream pinned to core ${SERVER_CPUS}`;
+export function placementNotes(workers = 1, upstream: UpstreamPlacement = 'beside-ward'): string[] {
+  const where =
+    workers > 1
+      ? `ward (${workers} workers) on cores ${wardCpus(workers)}, the upstream on core ${upstreamCpus(upstream)}`
+      : upstream === 'with-load'
+        ? `ward alone on core ${SERVER_CPUS}, the upstream on core ${LOADGEN_CPUS}`
+        : `ward and the upstream pinned to core ${SERVER_CPUS}`;
   const notes = [`placement: ${where}, the load generator on core ${LOADGEN_CPUS}${canPin() ? '' : ' (taskset missing: NOT pinned)'}`];
   const busy = loadavg()[0];
   if (busy > 1) notes.push(`the machine was busy before the run (load average ${busy.toFixed(2)} on ${cpus().length} cores): other processes shared the cores, so latencies and req/s are lower and noisier than on a quiet machine`);
@@ -56,9 +69,9 @@ export function placementNotes(workers = 1): string[] {
 
 /** The start every scenario shares: ward must be built, the run's time and machine are noted, the
  * placement is described, and this process moves to the load generator's core. */
-export async function beginScenario(o: ScenarioOptions): Promise<{ startedAt: string; machine: ReturnType<typeof machineInfo>; notes: string[] }> {
+export async function beginScenario(o: ScenarioOptions, upstream: UpstreamPlacement = 'beside-ward'): Promise<{ startedAt: string; machine: ReturnType<typeof machineInfo>; notes: string[] }> {
   requireWard();
-  const started = { startedAt: new Date().toISOString(), machine: machineInfo(), notes: placementNotes(o.workers) };
+  const started = { startedAt: new Date().toISOString(), machine: machineInfo(), notes: placementNotes(o.workers, upstream) };
   await pinSelf();
   return started;
 }
