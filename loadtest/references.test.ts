@@ -17,6 +17,8 @@ test('the nginx config keys limit_req on the tenant, answers 429 and drops banne
     assert.match(conf, /worker_processes 2;/);
     assert.match(conf, /127\.0\.0\.3\/32 1;/);
     assert.match(conf, /return 444;/);
+    assert.match(conf, /zone=tenants:64m rate=1000000r\/s;/);
+    assert.match(nginxConfig({ ...setup, tenantRate: { perSecond: 500, burst: 500 } }, dir, 1), /rate=500r\/s;[\s\S]*limit_req zone=tenants burst=500 nodelay;/);
     writeFileSync(join(dir, 'nginx.conf'), conf);
     const r = spawnSync(findBinary('nginx')!, ['-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);

@@ -17,6 +17,8 @@ export interface ReferenceSetup {
   readonly tinyToken: string;
   /** Source addresses whose connections are dropped unanswered. */
   readonly banned: readonly string[];
+  /** Every other tenant's limit (nginx only; default: one that never refuses). */
+  readonly tenantRate?: { readonly perSecond: number; readonly burst: number };
   /** nginx worker_processes / haproxy nbthread. */
   readonly workers: number;
   readonly cpus?: string;
@@ -79,7 +81,7 @@ http {
   # One zone per limit: the exhausted tenant has its own tiny rate, every other tenant a rate that never refuses.
   map $http_authorization $tiny_key { "Bearer ${s.tinyToken}" $http_authorization; default ""; }
   map $http_authorization $tenant_key { "Bearer ${s.tinyToken}" ""; default $http_authorization; }
-  limit_req_zone $tenant_key zone=tenants:64m rate=1000000r/s;
+  limit_req_zone $tenant_key zone=tenants:64m rate=${s.tenantRate?.perSecond ?? 1000000}r/s;
   limit_req_zone $tiny_key zone=tiny:1m rate=1r/m;
   limit_req_status 429;
   geo $banned {
@@ -94,7 +96,7 @@ ${geo}
     listen 127.0.0.1:${port} backlog=4096;
     if ($banned) { return 444; }
     location / {
-      limit_req zone=tenants burst=1000000 nodelay;
+      limit_req zone=tenants burst=${s.tenantRate?.burst ?? 1000000} nodelay;
       limit_req zone=tiny;
       proxy_pass http://app;
       proxy_http_version 1.1;

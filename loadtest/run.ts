@@ -22,7 +22,7 @@ export const SCENARIOS: Readonly<Record<string, { run: Scenario; durationS: numb
   ops: { run: ops, durationS: 4, runs: 2, about: 'pick cost per balancer, health+hashing on vs off, ring vs 1/N, and a fault table' },
 };
 
-const USAGE = `usage: npm run loadtest -- SCENARIO [--duration S] [--runs N] [--workers N] [--profile]
+const USAGE = `usage: npm run loadtest -- SCENARIO [--duration S] [--runs N] [--workers N] [--profile] [--through ward|nginx]
 scenarios:
 ${Object.entries(SCENARIOS)
   .map(([k, v]) => `  ${k.padEnd(11)} ${v.about}`)
@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { duration: { type: 'string' }, runs: { type: 'string' }, workers: { type: 'string' }, profile: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { duration: { type: 'string' }, runs: { type: 'string' }, workers: { type: 'string' }, profile: { type: 'boolean' }, through: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   });
   const name = positionals[0];
   const s = name ? SCENARIOS[name] : undefined;
@@ -46,11 +46,15 @@ async function main(argv: string[]): Promise<number> {
     if (!(n > 0)) throw new Error(`--${what} must be a positive number, got "${v}"`);
     return n;
   };
+  const through = values.through ?? 'ward';
+  if (through !== 'ward' && through !== 'nginx') throw new Error(`--through must be ward or nginx, got "${through}"`);
+  if (through !== 'ward' && name !== 'isolation') throw new Error('--through applies to the isolation scenario only');
   const report = await s.run({
     durationS: num(values.duration, s.durationS, 'duration'),
     runs: num(values.runs, s.runs, 'runs'),
     workers: num(values.workers, 1, 'workers'),
     profile: values.profile,
+    through,
     progress: new Progress(),
   });
   const dir = writeReport(report);

@@ -16,7 +16,8 @@ import { cpuBetween, markNoise, noiseSince, sampleCpu } from '../cpu.js';
 import { noiseNote } from '../samples.js';
 import { type Report, type Table } from '../report.js';
 import { spawnUpstream } from '../upstream.js';
-import { mintToken, startWard, writeWardPolicy } from '../ward.js';
+import { mintToken, startWard, writeWardPolicy, type WardPolicy } from '../ward.js';
+import { startNginx } from '../references.js';
 import { LOADGEN_CPUS, upstreamCpus, wardCpus, type ScenarioOptions, beginScenario, type UpstreamPlacement } from './scenario.js';
 
 /** Each tenant's quota of the `api` bucket, requests per second (burst = one second of it). */
@@ -78,7 +79,6 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     flood: { per_ip: { rate: 100, per_s: 1, ban_s: 120 }, allow: ['127.0.1.0/24'] },
     tenants: { '*': { buckets: { api: { rate: QUOTA, per_s: 1, burst: QUOTA } }, concurrency: { inflight: 256 } } },
   });
-  const ward = await startWard(policy, { workers: o.workers, cpus: wardCpus(o.workers) });
   const good: FlowSpec[] = [];
   for (let i = 1; i <= GOOD; i++) {
     const token = await mintToken(policy.keys, `good-${i}`);
@@ -94,10 +94,11 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     maxConnections: 128,
   };
   const flood: FlowSpec = { name: 'address flood', kind: 'flood', rate: FLOOD_RATE, path: PATH, localAddresses: FLOOD_ADDRESSES, maxConnections: 64 };
+  const proxy = await startProxy(o, policy, up.port, good[0]!);
 
   // The noisy tenant and the flood come from a nice-19, SCHED_IDLE process on the same core as the
   // good tenants' generator (which sleeps between 1 ms ticks and preempts it whenever it has work).
-  const startNoise = () => startLoadInChild({ host: '127.0.0.1', port: policy.port, flows: [noisy, flood], durationS: o.durationS }, { cpus: LOADGEN_CPUS, nice: 19, idle: true });
+  const startNoise = () => startLoadInChild({ host: '127.0.0.1', port: proxy.port, flows: [noisy, flood], durationS: o.durationS }, { cpus: LOADGEN_CPUS, nice: 19, idle: true });
   const baseline = new Map<string, Totals>();
   const test = new Map<string, Totals>();
   const baseHist = new Histogram();
@@ -115,8 +116,8 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     // tenants, until the JIT has settled: code first meeting a new tenant or address deoptimises and
     // is compiled again on ward's core, which would otherwise land in round 1's baseline.
     const warmFlood: FlowSpec = { ...flood, name: 'warm-up flood', localAddresses: WARM_FLOOD_ADDRESSES };
-    const warmNoise = await startLoadInChild({ host: '127.0.0.1', port: policy.port, flows: [noisy, warmFlood], durationS: WARM_UP_S, warmupS: 0 }, { cpus: LOADGEN_CPUS, nice: 19, idle: true });
-    await o.progress.countdown('warming up', WARM_UP_S, runLoad({ host: '127.0.0.1', port: policy.port, durationS: WARM_UP_S, warmupS: 0, flows: good, pace: 'timer' }));
+    const warmNoise = await startLoadInChild({ host: '127.0.0.1', port: proxy.port, flows: [noisy, warmFlood], durationS: WARM_UP_S, warmupS: 0 }, { cpus: LOADGEN_CPUS, nice: 19, idle: true });
+    await o.progress.countdown('warming up', WARM_UP_S, runLoad({ host: '127.0.0.1', port: proxy.port, durationS: WARM_UP_S, warmupS: 0, flows: good, pace: 'timer' }));
     await warmNoise.result;
     for (let round = 0; round < o.runs; round++) {
       for (const phase of ['baseline', 'test'] as const) {
@@ -126,10 +127,10 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
             ? await startNoise()
             : undefined;
         const noiseMark = markNoise();
-        const before = sampleCpu(ward.pid);
+        const before = sampleCpu(proxy.pid);
         const r = await runLoad({
           host: '127.0.0.1',
-          port: policy.port,
+          port: proxy.port,
           flows: good,
           durationS: o.durationS,
           pace: 'timer',
@@ -137,7 +138,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
           onSecond: (t, fs) => o.progress.update(`${label} ${t}/${o.durationS} s · ${progressText(fs)}`),
         });
         const other = await abuse?.result;
-        const used = cpuBetween(before, sampleCpu(ward.pid));
+        const used = cpuBetween(before, sampleCpu(proxy.pid));
         noise.push({ noise: noiseSince(noiseMark) });
         const answered = [...r.flows, ...(other?.flows ?? [])].reduce((n, f) => n + f.ok + f.limited + f.other, 0);
         cpu[phase] += used.cpuMs;
@@ -188,7 +189,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
       o.progress.log(`${label}: good tenants straight to the upstream, p99 ${g.latency.p99_us} µs`);
     }
   } finally {
-    await ward.stop();
+    await proxy.stop();
     await up.stop();
   }
 
@@ -212,7 +213,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   if (control.baseline.count > 0 && control.test.count > 0) {
     const cb = control.baseline.percentile(99);
     const ct = control.test.percentile(99);
-    lines.push(`(context) control, the good tenants straight to the upstream under the same noise: p99 ${ct} µs vs ${cb} µs without (${((ct / cb - 1) * 100).toFixed(1)} %): what the noise costs a path without ward`);
+    lines.push(`(context) control, the good tenants straight to the upstream under the same noise on ${proxy.name}: p99 ${ct} µs vs ${cb} µs without (${((ct / cb - 1) * 100).toFixed(1)} %): what the noise costs a path without ward`);
   }
   const n = test.get('noisy')!;
   const seconds = o.runs * o.durationS;
@@ -226,7 +227,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     const p99 = Math.max(...noiseLag.map((l) => l.p99_us));
     const p999 = Math.max(...noiseLag.map((l) => l.p999_us));
     const burst = Math.round(((NOISY_FACTOR * QUOTA + FLOOD_RATE) * p999) / 1e6);
-    lines.push(`(context) the noise generator ran late by up to ${p99} µs at p99 and ${p999} µs at p99.9 (worst round), so the noise reached ward in bursts of up to ~${burst} requests and connections at a time`);
+    lines.push(`(context) the noise generator ran late by up to ${p99} µs at p99 and ${p999} µs at p99.9 (worst round), so the noise reached ${proxy.name} in bursts of up to ~${burst} requests and connections at a time`);
   }
 
   const tables: Table[] = [
@@ -242,7 +243,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     },
     {
       title: 'Good tenants together',
-      columns: ['phase', 'requests', 'p50 µs', 'p99 µs', 'p99.9 µs', 'ward CPU µs per answer (drops cost CPU too)'],
+      columns: ['phase', 'requests', 'p50 µs', 'p99 µs', 'p99.9 µs', `${proxy.name} CPU µs per answer (drops cost CPU too)`],
       rows: [
         ['baseline (good tenants alone)', baseHist.count, baseHist.percentile(50), bp99, baseHist.percentile(99.9), (cpu.baseline * 1000) / cpu.baselineReq],
         ['with noisy tenant and flood', testHist.count, testHist.percentile(50), tp99, testHist.percentile(99.9), (cpu.test * 1000) / cpu.testReq],
@@ -259,10 +260,11 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   notes.push(
     `quota ${QUOTA} req/s per tenant (bucket api, burst ${QUOTA}); ${GOOD} good tenants at ${GOOD_SHARE * 100} %, one noisy at ${NOISY_FACTOR}× from its own address; address flood of ${FLOOD_RATE} req/s from ${FLOOD_ADDRESSES.length} addresses (per-address rule 100/s, ban 120 s); the tenants' addresses 127.0.1.0/24 are allow-listed`,
   );
+  if (proxy.name !== 'ward') notes.push(`${proxy.name} stands in ward's place (same placement, same per-tenant limit keyed on the Authorization header, the flood addresses dropped from the start): a reference for what the verdict asks of any one-event-loop proxy on this machine`);
   const names = [...good, noisy, flood].map((s) => s.name);
   return {
     scenario: 'isolation',
-    title: 'Tenant isolation: good tenants under a noisy neighbour and an address flood',
+    title: `Tenant isolation: good tenants under a noisy neighbour and an address flood${proxy.name === 'ward' ? '' : `, through ${proxy.name} in ward's place (reference)`}`,
     startedAt,
     machine,
     verdict: { pass, lines },
@@ -296,6 +298,26 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     notes,
     data: { quota: QUOTA, rounds, control: { baseline_p99_us: control.baseline.percentile(99), test_p99_us: control.test.percentile(99) } },
   };
+}
+
+/** ward on the scenario's policy, or (`--through nginx`) nginx doing the same job as a reference: the
+ * same per-tenant limit keyed on the Authorization header (nginx cannot verify a JWT without add-ons)
+ * and the flood addresses dropped unanswered from the start (nginx has no ban after a rate; ward bans
+ * them within their first second). */
+async function startProxy(o: ScenarioOptions, policy: WardPolicy, upstreamPort: number, tenant: FlowSpec): Promise<{ readonly name: string; readonly port: number; readonly pid: number; stop(): Promise<void> }> {
+  if (o.through === 'nginx') {
+    return startNginx({
+      upstreamPort,
+      tenantToken: tenant.headers!.authorization!.slice('Bearer '.length),
+      tinyToken: 'none',
+      tenantRate: { perSecond: QUOTA, burst: QUOTA },
+      banned: [...FLOOD_ADDRESSES, ...WARM_FLOOD_ADDRESSES],
+      workers: o.workers,
+      cpus: wardCpus(o.workers),
+    });
+  }
+  const ward = await startWard(policy, { workers: o.workers, cpus: wardCpus(o.workers) });
+  return { name: 'ward', port: policy.port, pid: ward.pid, stop: () => ward.stop() };
 }
 
 function progressText(fs: readonly FlowResult[]): string {

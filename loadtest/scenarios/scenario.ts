@@ -16,6 +16,8 @@ export interface ScenarioOptions {
   readonly workers: number;
   /** Run ward under `node --cpu-prof` and report its hottest functions (throughput only). */
   readonly profile?: boolean;
+  /** The proxy under test: ward, or nginx in its place as a reference (isolation only). */
+  readonly through?: 'ward' | 'nginx';
   readonly progress: Progress;
 }
 
