@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { connect } from 'node:net';
 import { policyDir, basePolicy, startWard, type PolicyFiles, type WardProcess, stopAll } from './support/ward-process.js';
 import { startUpstream, request, bearer, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
@@ -193,6 +194,38 @@ describe('body size limit', () => {
     assert.ok(started.length > before, 'the upstream never saw the request start');
     assert.equal(started[before]!.aborted, true);
     assert.ok(started[before]!.bytes <= 65536, `upstream got ${started[before]!.bytes} bytes`);
+    const m = await metrics(w);
+    assert.equal(metric(m, 'ward_concurrency_in_use', { tenant: 'acme', pool: 'calls' }), 0, m);
+  });
+
+  it('refuses a chunked body that outgrows the limit before its token is verified; nothing reaches the upstream, no lease is kept', async () => {
+    // A token's first use is verified asynchronously; the whole oversized body is already here by
+    // then. The 413 ends the request, and the grant that arrives afterwards must not start an
+    // upstream call or keep its lease.
+    const before = started.length;
+    const fresh = signJwt(p.key, standardClaims('acme', { jti: 'oversized-early' }));
+    const body = Buffer.alloc(70_000, 122);
+    const raw = Buffer.concat([
+      Buffer.from(`POST /v1/calls HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${fresh}\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n`),
+      body,
+      Buffer.from('\r\n0\r\n\r\n'),
+    ]);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const s = connect(Number(new URL(w.base).port), '127.0.0.1', () => s.write(raw));
+      let got = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (got += d));
+      s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve(got) : reject(e)));
+      const t = setTimeout(() => s.destroy(), 5000);
+      s.on('close', () => {
+        clearTimeout(t);
+        resolve(got);
+      });
+    });
+    assert.match(answer, /^HTTP\/1\.1 413 /);
+    assert.match(answer, /"error":"body_too_large"/);
+    await sleep(300);
+    assert.equal(started.length, before, 'the upstream saw a request ward had refused');
     const m = await metrics(w);
     assert.equal(metric(m, 'ward_concurrency_in_use', { tenant: 'acme', pool: 'calls' }), 0, m);
   });

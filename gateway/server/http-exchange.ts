@@ -84,6 +84,8 @@ export function writeJson(res: HttpResponse, status: number, body: unknown, head
 export class HttpExchange implements ResponseSink {
   private aborted = false;
   private finished = false;
+  /** How the exchange ended, for a grant that arrives after it did. */
+  private endedAs: Outcome | undefined;
   private grant: Grant | undefined;
   private call: UpstreamCall | undefined;
   private target: Target | undefined;
@@ -135,11 +137,15 @@ export class HttpExchange implements ResponseSink {
       this.end(undefined);
       return;
     }
-    this.grant = outcome;
-    if (this.aborted) {
-      this.end('client_aborted');
+    if (this.finished) {
+      // The exchange ended while its outcome was pending (a token's first verification, a Redis
+      // round trip): the client went away, or its body outgrew the limit. end() ran without a
+      // grant, so the lease this one holds comes back here, and the outcome is counted for it.
+      outcome.finish();
+      if (this.endedAs !== undefined) outcome.record(this.endedAs);
       return;
     }
+    this.grant = outcome;
     this.startedAt = Date.now();
     this.send();
   }
@@ -390,6 +396,7 @@ export class HttpExchange implements ResponseSink {
   private end(outcome: Outcome | undefined): void {
     if (this.finished) return;
     this.finished = true;
+    this.endedAs = outcome;
     const t = this.target;
     if (t !== undefined) {
       this.target = undefined;
