@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import WebSocket from 'ws';
 import { policyDir, basePolicy, startWard, type WardProcess, type PolicyFiles } from './support/ward-process.js';
 import { request, bearer } from './support/http.js';
@@ -223,6 +224,30 @@ test('CORS for listed origins only, and the e2e bucket is charged', async () => 
   const statuses = [];
   for (let i = 0; i < 4; i++) statuses.push((await S.get('/log/head')).status);
   assert.deepEqual(statuses, [200, 200, 429, 429]);
+});
+
+test('an upload the client abandons mid-body ends: nothing waits for the rest of it', async () => {
+  const token = tok('acme', 'quitter');
+  const inFlight = async () => Number(/^ward_requests_in_flight (\d+)$/m.exec((await request(`${ward.admin}/metrics`)).body)?.[1]);
+  for (let i = 0; i < 5; i++) {
+    await new Promise<void>((resolve) => {
+      const s = connect(ward.port, '127.0.0.1', () => {
+        // Half of a declared 40 KB bundle, then the client is gone.
+        s.write(`PUT /v1/e2e/devices/q${i} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\ncontent-type: application/json\r\ncontent-length: 40000\r\n\r\n{"identity":"${'a'.repeat(20000)}`);
+        setTimeout(() => s.destroy(), 100);
+      });
+      s.on('error', () => {});
+      s.on('close', () => resolve());
+    });
+  }
+  const deadline = Date.now() + 3000;
+  let n = await inFlight();
+  while (n !== 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    n = await inFlight();
+  }
+  assert.equal(n, 0, 'abandoned uploads still in flight');
+  assert.equal((await e2e(token).get('/log/head')).status, 200);
 });
 
 test('the SDK is importable as ward/crypto', async () => {

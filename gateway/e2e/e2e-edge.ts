@@ -49,10 +49,16 @@ function withRequestId(a: E2EAnswer, requestId: string): unknown {
 }
 
 /** Serves /v1/e2e/* HTTP requests; returns false for every other path. */
-export function serveE2EHttp(res: HttpResponse, head: RequestHead, pipeline: Pipeline, handle: E2EHandler): boolean {
+export function serveE2EHttp(res: HttpResponse, head: RequestHead, pipeline: Pipeline, handle: E2EHandler, inFlight: (delta: 1 | -1) => void): boolean {
   if (head.url !== E2E_PREFIX && !head.url.startsWith(E2E_PREFIX + '/')) return false;
   let aborted = false;
-  res.onAborted(() => (aborted = true));
+  // A client gone mid-body never sends the last chunk: settle the body then, or the request (and
+  // the chunks read so far) would wait for it forever.
+  let bodyGone: (() => void) | undefined;
+  res.onAborted(() => {
+    aborted = true;
+    bodyGone?.();
+  });
   const cors = corsHeaders(pipeline, head);
   if (head.method === 'OPTIONS') {
     // CORS preflight: no token is sent with it.
@@ -73,12 +79,14 @@ export function serveE2EHttp(res: HttpResponse, head: RequestHead, pipeline: Pip
   // undefined = the body was larger than MAX_BODY
   const body = new Promise<Uint8Array | null | undefined>((resolve) => {
     if (head.method !== 'PUT') return resolve(null);
+    bodyGone = () => resolve(null);
     res.onData((chunk, isLast) => {
       size += chunk.byteLength;
       if (size <= MAX_BODY) chunks.push(Buffer.from(new Uint8Array(chunk)));
       if (isLast) resolve(size > MAX_BODY ? undefined : Buffer.concat(chunks));
     });
   });
+  inFlight(1);
   void (async () => {
     const caller = await admitCaller(pipeline, head);
     const bytes = await body;
@@ -87,9 +95,11 @@ export function serveE2EHttp(res: HttpResponse, head: RequestHead, pipeline: Pip
     if (bytes === undefined) return answer(res, withCors(verdicts.BODY_TOO_LARGE, cors), head.requestId);
     const a = await handle(head.method, head.url.slice(E2E_PREFIX.length), head.query, bytes, caller.ctx);
     if (!aborted) writeJson(res, a.status, withRequestId(a, head.requestId), cors);
-  })().catch(() => {
-    if (!aborted) writeJson(res, 503, { error: 'e2e_unavailable', request_id: head.requestId }, cors);
-  });
+  })()
+    .catch(() => {
+      if (!aborted) writeJson(res, 503, { error: 'e2e_unavailable', request_id: head.requestId }, cors);
+    })
+    .finally(() => inFlight(-1));
   return true;
 }
 

@@ -91,7 +91,7 @@ export class EdgeThread {
       current,
       upstreams: this.upstreams,
       log,
-      local: (res, head, pipeline) => serveE2EHttp(res, head, pipeline, e2e),
+      local: (res, head, pipeline, inFlight) => serveE2EHttp(res, head, pipeline, e2e, inFlight),
       websockets: [
         [E2E_PREFIX + '/relay', relay.behavior],
         ['/*', this.ws.behavior],

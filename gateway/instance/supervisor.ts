@@ -320,7 +320,7 @@ export class Supervisor {
     for (const s of snaps) for (const [tenant, pool, key] of s.pools) pools.set(key, [tenant, pool]);
     const inUse = await Promise.all([...pools].map(async ([key, [tenant, pool]]) => ({ labels: { tenant, pool }, value: await this.store.inUse(key) })));
     this.metrics.setGauge('ward_concurrency_in_use', 'Concurrency leases held per tenant pool', ['tenant', 'pool'], inUse);
-    this.metrics.setGauge('ward_requests_in_flight', 'Requests being proxied now', [], [{ labels: {}, value: snaps.reduce((a, s) => a + s.inFlight, 0) }]);
+    this.metrics.setGauge('ward_requests_in_flight', 'Requests in flight: proxied, and ward\'s own /v1/e2e/ ones', [], [{ labels: {}, value: snaps.reduce((a, s) => a + s.inFlight, 0) }]);
     const st = this.store.status();
     this.metrics.setGauge('ward_store_state', 'Limit store state (1 for the current one)', ['kind', 'state'], [
       { labels: { kind: this.policy.store.kind, state: 'ok' }, value: st.state === 'ok' ? 1 : 0 },

@@ -18,8 +18,9 @@ export interface ListenerDeps {
   current(): Pipeline | undefined;
   readonly upstreams: Upstreams;
   readonly log: Logger;
-  /** Handles requests ward serves itself (e.g. /v1/e2e/); returns true when it took the request. */
-  local?(res: HttpResponse, head: RequestHead, pipeline: Pipeline): boolean;
+  /** Handles requests ward serves itself (e.g. /v1/e2e/); returns true when it took the request.
+   * `inFlight(+1)` when it starts one and `inFlight(-1)` once it is over, so they count and drain too. */
+  local?(res: HttpResponse, head: RequestHead, pipeline: Pipeline, inFlight: (delta: 1 | -1) => void): boolean;
   /** WebSocket behaviours by uWS pattern, most specific first (e.g. /v1/e2e/relay before /*). */
   websockets?: ReadonlyArray<readonly [string, WebSocketBehavior<any>]>;
 }
@@ -71,6 +72,8 @@ export class HttpListener implements ExchangeEnv {
   get upstreams(): Upstreams {
     return this.deps.upstreams;
   }
+
+  private readonly countInFlight = (delta: 1 | -1): void => this.inFlightChanged(delta);
 
   inFlightChanged(delta: 1 | -1): void {
     this.inFlight += delta;
@@ -127,7 +130,7 @@ export class HttpListener implements ExchangeEnv {
       answer(res, screened, head.requestId);
       return;
     }
-    if (this.deps.local && this.deps.local(res, head, pipeline)) return;
+    if (this.deps.local && this.deps.local(res, head, pipeline, this.countInFlight)) return;
     let out: AdmitOutcome | Promise<AdmitOutcome>;
     try {
       out = pipeline.admitScreened(head);
