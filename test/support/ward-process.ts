@@ -144,7 +144,8 @@ export function runCli(args: string[]): Promise<{ code: number | null; stdout: s
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
     p.stderr.on('data', (d) => (stderr += d));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+    // 'close', not 'exit': the process can exit before its output has been read from the pipes.
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
 
