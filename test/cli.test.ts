@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { once } from 'node:events';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -300,6 +300,34 @@ describe('SIGTERM drain', () => {
       assert.equal(signal, null);
       assert.equal(code, 0);
     } finally {
+      if (w.proc.exitCode === null) w.proc.kill('SIGKILL');
+    }
+  });
+
+  it('exits 0 with clients still connected when the drain ends: idle keep-alive connections and stalled uploads (--workers 2)', async () => {
+    const w = await startWard(p.dir, { workers: 2, args: ['--drain-timeout', '1'] });
+    const exited = once(w.proc, 'exit') as Promise<[number | null, string | null]>;
+    const sockets: Socket[] = [];
+    try {
+      const token = signJwt(p.key, standardClaims('acme', { sub: 'drainer' }));
+      const open = (first: string) =>
+        new Promise<Socket>((resolve) => {
+          const s = connect(w.port, '127.0.0.1', () => (s.write(first), resolve(s)));
+          s.on('error', () => {});
+          sockets.push(s);
+        });
+      // Several of each, so both threads hold some (the kernel spreads connections between them).
+      for (let i = 0; i < 4; i++) {
+        const idle = await open(`GET /v1/ok HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\n\r\n`);
+        await new Promise((r) => idle.once('data', r)); // answered, and kept alive
+        await open(`PUT /v1/e2e/devices/d${i} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\ncontent-length: 5000\r\n\r\n{"half":`);
+      }
+      w.proc.kill('SIGTERM');
+      const [code, signal] = await exited;
+      assert.equal(signal, null, w.logs.slice(-5).join('\n'));
+      assert.equal(code, 0, w.logs.slice(-5).join('\n'));
+    } finally {
+      for (const s of sockets) s.destroy();
       if (w.proc.exitCode === null) w.proc.kill('SIGKILL');
     }
   });

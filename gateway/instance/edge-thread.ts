@@ -149,6 +149,7 @@ export class EdgeThread {
     // Open WebSocket sessions close with 1001 and new upgrades get 503 while HTTP drains.
     this.ws.drain();
     await this.listener.drain(timeoutMs);
+    this.listener.closeAll();
     this.ws.stop();
     await this.relay.close();
     if (this.countsTimer !== undefined) clearInterval(this.countsTimer);

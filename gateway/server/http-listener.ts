@@ -106,6 +106,14 @@ export class HttpListener implements ExchangeEnv {
     });
   }
 
+  /** Closes every connection still open (idle keep-alive ones, requests past the drain timeout,
+   * WebSocket sessions): the last step of a drain. A worker thread's event loop can only end once
+   * uWS holds no socket; Node aborts the whole process when it stops a thread that still does. */
+  closeAll(): void {
+    // The binding has App.close() (uWS.js ≥ 20.11); the .d.ts bundled with this build omits it.
+    (this.app as unknown as { close(): void }).close();
+  }
+
   get requestsInFlight(): number {
     return this.inFlight;
   }
