@@ -176,6 +176,41 @@ function rawExchange(text: string, after?: string): Promise<{ statuses: string[]
   });
 }
 
+test('a path with a dot segment gets 400 bad_path and never reaches the upstream, however it is spelled', async () => {
+  // Through the public /v1/status route, an upstream that resolves `..` would otherwise serve
+  // /v1/calls to a caller with no token at all.
+  const before = up.seen.length;
+  for (const path of ['/v1/status/../calls', '/v1/status/%2e%2e/calls', '/v1/status/..%2Fcalls', '/v1/status/..\\calls', '/v1/./calls']) {
+    const r = await rawExchange(`GET ${path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`);
+    assert.deepEqual(r.statuses, ['HTTP/1.1 400 Bad Request'], path);
+  }
+  const r = await request(`${ward.base}/v1/status/..%2Fcalls`); // (a URL object would resolve a plain `..` itself)
+  assert.equal(r.json().error, 'bad_path');
+  assert.match(r.json().request_id, /\S/);
+  assert.equal(up.seen.length, before, 'the upstream saw a refused path');
+  // Dots inside names are ordinary.
+  assert.equal((await request(`${ward.base}/v1/status/report.v2...json`)).status, 200);
+  assert.equal(up.seen.at(-1)!.url, '/v1/status/report.v2...json');
+});
+
+test('a body whose length could be read two ways is refused and its connection closed; the upstream never sees it', async () => {
+  const token = auth.authorization;
+  const before = up.seen.length;
+  const twoLengths = await rawExchange(`POST /v1/x HTTP/1.1\r\nHost: a\r\nAuthorization: ${token}\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde`);
+  assert.deepEqual(twoLengths, { statuses: ['HTTP/1.1 400 Bad Request'], closed: true });
+  for (const coding of ['gzip, chunked', 'xchunked']) {
+    const r = await rawExchange(`POST /v1/x HTTP/1.1\r\nHost: a\r\nAuthorization: ${token}\r\nTransfer-Encoding: ${coding}\r\n\r\n3\r\nabc\r\n0\r\n\r\n`);
+    assert.deepEqual(r, { statuses: ['HTTP/1.1 501 Not Implemented'], closed: true }, coding);
+  }
+  const twice = await rawExchange(`POST /v1/x HTTP/1.1\r\nHost: a\r\nAuthorization: ${token}\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`);
+  assert.deepEqual(twice, { statuses: ['HTTP/1.1 501 Not Implemented'], closed: true });
+  assert.equal(up.seen.length, before, 'the upstream saw a refused request');
+  // The same length twice is one length.
+  const same = await rawExchange(`POST /v1/x HTTP/1.1\r\nHost: a\r\nAuthorization: ${token}\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcde`);
+  assert.deepEqual(same.statuses, ['HTTP/1.1 200 OK']);
+  assert.equal(up.seen.at(-1)!.bodyBytes, 5);
+});
+
 test('a refused request without a body keeps the connection for the next request', async () => {
   const r = await rawExchange('GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n', `GET /v1/status HTTP/1.1\r\nHost: a\r\n\r\n`);
   assert.deepEqual(r.statuses, ['HTTP/1.1 401 Unauthorized', 'HTTP/1.1 200 OK']);

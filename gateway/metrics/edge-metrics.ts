@@ -12,6 +12,8 @@ export type Outcome =
   | 'upstream_unavailable'
   | 'upstream_timeout'
   | 'no_route'
+  | 'bad_path'
+  | 'bad_request'
   | 'upgrade_required'
   | 'client_aborted'
   | 'error';

@@ -12,7 +12,7 @@
 import type { Policy, RouteSpec, TenantSpec } from '../policy/types.js';
 import type { AdmitPlan, Admission, Lease, LimitStore } from '../store/types.js';
 import { bucketKey, poolKey } from '../store/types.js';
-import { RouteTable } from '../stages/route/route-table.js';
+import { RouteTable, hasDotSegment } from '../stages/route/route-table.js';
 import { TokenVerifier, bearerToken, type Identity } from '../stages/auth/token-verifier.js';
 import { FloodVerdict, type FloodGuard } from '../stages/admit/flood-guard.js';
 import type { EdgeMetrics, Outcome } from '../metrics/edge-metrics.js';
@@ -75,13 +75,27 @@ export class Pipeline {
     return undefined;
   }
 
-  /** Request head and body size limits (431, 413), before any per-tenant work. */
+  /** Request head and body size limits (431, 413) and unambiguous body framing (400, 501), before
+   * any per-tenant work. ward re-frames every body it forwards, so a request whose length could be
+   * read two ways (different Content-Length values, a transfer coding other than one `chunked`)
+   * is refused rather than guessed at. */
   screenSizes(head: RequestHead): Verdict | undefined {
     if (head.headBytes > this.policy.flood.max_header_bytes) {
       this.deps.metrics.requests.inc('', '', 'headers_too_large');
       return verdicts.HEADERS_TOO_LARGE;
     }
-    const cl = headerOf(head, 'content-length');
+    let cl: string | undefined;
+    let codings = 0;
+    const h = head.headers;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i];
+      if (name === 'content-length') {
+        if (cl !== undefined && cl !== h[i + 1]) return this.badFraming(verdicts.BAD_REQUEST);
+        cl = h[i + 1];
+      } else if (name === 'transfer-encoding' && (++codings > 1 || !CHUNKED_ONLY.test(h[i + 1]!))) {
+        return this.badFraming(verdicts.UNSUPPORTED_TRANSFER_CODING);
+      }
+    }
     if (cl !== undefined && Number(cl) > this.policy.flood.max_body_bytes) {
       this.deps.metrics.requests.inc('', '', 'body_too_large');
       return verdicts.BODY_TOO_LARGE;
@@ -99,6 +113,7 @@ export class Pipeline {
   /** The chain after screen(): route, auth, limits. */
   admitScreened(head: RequestHead): AdmitOutcome | Promise<AdmitOutcome> {
     const now = Date.now();
+    if (hasDotSegment(head.url)) return this.refused(verdicts.BAD_PATH, '', 'bad_path');
     const route = this.routes.match(head.method, head.url);
     if (route === undefined) return this.refused(verdicts.NO_ROUTE, '', 'no_route');
     if (route.websocket !== head.upgrade) {
@@ -197,6 +212,11 @@ export class Pipeline {
   }
 
   /** Refusals before a tenant is known count under tenant "". */
+  private badFraming(v: Verdict): Verdict {
+    this.deps.metrics.requests.inc('', '', 'bad_request');
+    return v;
+  }
+
   private refused(v: Verdict, route: string, outcome: Outcome): Verdict {
     if (!v.drop) this.deps.metrics.requests.inc('', route, outcome);
     return v;
@@ -204,6 +224,7 @@ export class Pipeline {
 }
 
 const MAX_TENANT_STATES = 100_000;
+const CHUNKED_ONLY = /^[ \t]*chunked[ \t]*$/i;
 
 const EMPTY_PLAN: AdmitPlan = Object.freeze({ tenant: '', enforce: true });
 

@@ -7,6 +7,9 @@ const v = (status: number, error: string, headers?: string[]): Verdict => Object
 
 export const DROP: Verdict = Object.freeze({ status: 0, error: 'dropped', drop: true });
 export const NO_ROUTE = v(404, 'no_route');
+export const BAD_PATH = v(400, 'bad_path');
+export const BAD_REQUEST = v(400, 'bad_request');
+export const UNSUPPORTED_TRANSFER_CODING = v(501, 'unsupported_transfer_coding');
 export const UNAUTHORIZED = v(401, 'unauthorized', ['WWW-Authenticate', 'Bearer error="invalid_token"']);
 export const BODY_TOO_LARGE = v(413, 'body_too_large');
 export const HEADERS_TOO_LARGE = v(431, 'headers_too_large');

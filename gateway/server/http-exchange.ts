@@ -52,7 +52,7 @@ export function answer(res: HttpResponse, v: Verdict, requestId: string, closeCo
     const h = v.headers;
     if (h) for (let i = 0; i < h.length; i += 2) res.writeHeader(h[i]!, h[i + 1]!);
     res.writeHeader('content-type', 'application/json');
-    res.end(body, closeConnection || v.status === 413 || v.status === 431 || v.status === 503);
+    res.end(body, closeConnection || v.status === 400 || v.status === 413 || v.status === 431 || v.status === 501 || v.status === 503);
   });
 }
 

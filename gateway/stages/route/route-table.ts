@@ -40,3 +40,17 @@ export class RouteTable {
     return this.routes.length;
   }
 }
+
+/** Whether a request path holds a dot segment (`.` or `..`), also spelled with percent-escapes
+ * (`%2e`) or behind an escaped or backslash separator (`..%2f`, `..\`). Routes match the raw path,
+ * but many upstreams resolve such segments, so `/v1/status/../calls` would reach `/v1/calls`
+ * through a public `/v1/status` route: such paths are refused instead (no legitimate client needs
+ * them). Paths without `.`, `%` or `\` (nearly all) cost one scan. */
+export function hasDotSegment(path: string): boolean {
+  if (!UNUSUAL_PATH_CHAR.test(path)) return false;
+  const plain = path.replace(ESCAPED_DOT_OR_SEPARATOR, (e) => (e[2] === 'e' || e[2] === 'E' ? '.' : '/'));
+  return DOT_SEGMENT.test(plain);
+}
+const UNUSUAL_PATH_CHAR = /[.%\\]/;
+const ESCAPED_DOT_OR_SEPARATOR = /%(?:2[eEfF]|5[cC])/g;
+const DOT_SEGMENT = /(?:^|[/\\])\.{1,2}(?:[/\\]|$)/;
