@@ -42,7 +42,7 @@ export class RouteTable {
 }
 
 /** Whether a request path holds a dot segment (`.` or `..`), also spelled with percent-escapes
- * (`%2e`) or behind an escaped or backslash separator (`..%2f`, `..\`). Routes match the raw path,
+ * (`%2e`), behind an escaped or backslash separator (`..%2f`, `..\`) or before path parameters (`..;`). Routes match the raw path,
  * but many upstreams resolve such segments, so `/v1/status/../calls` would reach `/v1/calls`
  * through a public `/v1/status` route: such paths are refused instead (no legitimate client needs
  * them). Paths without `.`, `%` or `\` (nearly all) cost one scan. */
@@ -53,4 +53,5 @@ export function hasDotSegment(path: string): boolean {
 }
 const UNUSUAL_PATH_CHAR = /[.%\\]/;
 const ESCAPED_DOT_OR_SEPARATOR = /%(?:2[eEfF]|5[cC])/g;
-const DOT_SEGMENT = /(?:^|[/\\])\.{1,2}(?:[/\\]|$)/;
+// `;` ends a segment too: servlet containers read `..;x` as `..` once they strip path parameters.
+const DOT_SEGMENT = /(?:^|[/\\])\.{1,2}(?:[/\\;]|$)/;
