@@ -7,9 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect } from 'node:net';
 import { policyDir, basePolicy, startWard, type PolicyFiles, type WardProcess, stopAll } from './support/ward-process.js';
-import { startUpstream, request, bearer, type TestUpstream } from './support/http.js';
+import { startUpstream, request, bearer, sendRaw, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
 import { metric } from './support/observe.js';
 
@@ -210,18 +209,7 @@ describe('body size limit', () => {
       body,
       Buffer.from('\r\n0\r\n\r\n'),
     ]);
-    const answer = await new Promise<string>((resolve, reject) => {
-      const s = connect(Number(new URL(w.base).port), '127.0.0.1', () => s.write(raw));
-      let got = '';
-      s.setEncoding('latin1');
-      s.on('data', (d: string) => (got += d));
-      s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve(got) : reject(e)));
-      const t = setTimeout(() => s.destroy(), 5000);
-      s.on('close', () => {
-        clearTimeout(t);
-        resolve(got);
-      });
-    });
+    const answer = await sendRaw(w.base, raw, 5000);
     assert.match(answer, /^HTTP\/1\.1 413 /);
     assert.match(answer, /"error":"body_too_large"/);
     await sleep(300);

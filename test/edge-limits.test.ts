@@ -3,9 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
 import { policyDir, basePolicy, startWard, type WardProcess, type PolicyFiles } from './support/ward-process.js';
-import { startUpstream, request, bearer, type TestUpstream } from './support/http.js';
+import { startUpstream, request, bearer, sendRaw, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
 
 let up: TestUpstream;
@@ -138,23 +137,6 @@ test('a client that hangs up mid-call frees its lease', async () => {
   assert.equal((await request(`${ward.base}/v1/calls`, { headers: h })).status, 200);
 });
 
-/** Sends `raw` on a new connection and resolves with what came back before ward closed it. */
-function rawExchange(raw: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const port = Number(new URL(ward.base).port);
-    const s = connect(port, '127.0.0.1', () => s.write(raw));
-    let got = '';
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => (got += d));
-    s.on('error', reject);
-    const t = setTimeout(() => s.destroy(), 3000);
-    s.on('close', () => {
-      clearTimeout(t);
-      resolve(got);
-    });
-  });
-}
-
 test('a client gone before its admission is decided frees the lease it was granted (fresh tokens, pipelined requests)', async () => {
   // A token's first use is verified asynchronously. uWS closes a connection whose next request
   // arrives while a response is pending (no pipelining with asynchronous answers), so the first
@@ -162,7 +144,7 @@ test('a client gone before its admission is decided frees the lease it was grant
   for (let i = 0; i < 6; i++) {
     const auth = `authorization: Bearer ${signJwt(pol.key, standardClaims('t-early', { jti: `early-${i}` }))}\r\n`;
     const req = `GET /v1/calls HTTP/1.1\r\nhost: x\r\n${auth}\r\n`;
-    await rawExchange(req + req);
+    await sendRaw(ward.base, req + req);
   }
   await waitFor(async () => (await metric('ward_concurrency_in_use', 'tenant="t-early",pool="calls"')) === 0);
   assert.ok((await metric('ward_requests_total', 'tenant="t-early",route="calls",outcome="client_aborted"')) >= 6);

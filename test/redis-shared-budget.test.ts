@@ -6,9 +6,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent } from 'node:http';
-import { connect } from 'node:net';
 import { policyDir, basePolicy, startWard, type WardProcess, type PolicyFiles } from './support/ward-process.js';
-import { request, bearer, type Reply } from './support/http.js';
+import { request, bearer, sendRaw, type Reply } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
 import { startRedis, type RedisServer } from './support/redis-server.js';
 import { eventually, metric, readyz, startHoldingUpstream, type HoldingUpstream } from './support/load.js';
@@ -25,21 +24,6 @@ let b: WardProcess;
 let c: WardProcess;
 const tok = (tenant: string) => bearer(signJwt(pol.key, standardClaims(tenant)));
 const inUse = (w: WardProcess, tenant: string) => metric(w.admin, 'ward_concurrency_in_use', `tenant="${tenant}",pool="calls"`);
-/** Sends `raw` on a new connection to `base`; resolves with what came back once ward closed it. */
-function rawExchange(base: string, raw: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = connect(Number(new URL(base).port), '127.0.0.1', () => s.write(raw));
-    let got = '';
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => (got += d));
-    s.on('error', reject);
-    const t = setTimeout(() => s.destroy(), 3000);
-    s.on('close', () => {
-      clearTimeout(t);
-      resolve(got);
-    });
-  });
-}
 /** Requests sent to A on limited routes: each is exactly one admit script call in A's threads. */
 let limitedAtA = 0;
 
@@ -132,7 +116,7 @@ describe('one budget across ward processes on one Redis', { concurrency: true },
     const token = signJwt(pol.key, standardClaims('gone'));
     assert.equal((await request(`${b.base}/v1/calls`, { headers: bearer(token) })).status, 200); // token verified and cached
     const req = `GET /v1/calls HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\n\r\n`;
-    for (let i = 0; i < POOL + 2; i++) await rawExchange(b.base, req + req);
+    for (let i = 0; i < POOL + 2; i++) await sendRaw(b.base, req + req);
     await eventually('the leases are back', async () => ((await inUse(b, 'gone')) === 0 ? true : undefined), 5000, 50);
     // The whole pool is there for the tenant's next calls.
     const held = Array.from({ length: POOL }, () => request(`${b.base}/v1/calls?hold=1`, { headers: bearer(token), agent: new Agent({ keepAlive: false }) }));

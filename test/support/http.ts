@@ -2,7 +2,7 @@
 // upstream whose behaviour each test picks by path.
 
 import { request as httpRequest, createServer, Agent, type IncomingHttpHeaders, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 
 export interface Reply {
   readonly status: number;
@@ -28,6 +28,24 @@ export function request(
     req.on('error', reject);
     if (opts.body !== undefined) req.end(opts.body);
     else req.end();
+  });
+}
+
+/** Writes `raw` (a request exactly as given, e.g. pipelined or malformed) on a new connection to
+ * `base`'s port; resolves with everything that came back once the peer closed it (or after
+ * `timeoutMs`, when this side closes it). */
+export function sendRaw(base: string, raw: string | Buffer, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(Number(new URL(base).port), '127.0.0.1', () => s.write(raw));
+    let got = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => (got += d));
+    s.on('error', () => {}); // a reset is a close here: what came back is the answer
+    const t = setTimeout(() => s.destroy(), timeoutMs);
+    s.on('close', () => {
+      clearTimeout(t);
+      resolve(got);
+    });
   });
 }
 
