@@ -247,6 +247,15 @@ listen: { port: 9901 }
   ]);
 });
 
+test('infinite and not-a-number values are named as such', async () => {
+  const dir = policyDir({ 'gateway.yaml': `${MINIMAL}flood: { per_ip: { rate: .inf, per_s: .nan }, max_body_bytes: 1e400 }\n` });
+  assert.deepEqual(problems(await loadPolicy(dir), dir), [
+    'gateway.yaml:4:26: flood.per_ip.rate must be a finite number, not Infinity',
+    'gateway.yaml:4:39: flood.per_ip.per_s must be a finite number, not NaN',
+    'gateway.yaml:4:63: flood.max_body_bytes must be an integer, not Infinity',
+  ]);
+});
+
 test('port 0 (any free port) is accepted for both listeners', async () => {
   const dir = policyDir({ 'gateway.yaml': `${MINIMAL}listen: { port: 0 }\nadmin: { port: 0 }\n` });
   const p = ok(await loadPolicy(dir));

@@ -125,7 +125,7 @@ function describe(node: Node | null | undefined): string {
     const v = node.value;
     if (v === null || v === undefined) return 'empty';
     if (typeof v === 'string') return `a string (${JSON.stringify(v)})`;
-    if (typeof v === 'number') return `a number (${v})`;
+    if (typeof v === 'number') return Number.isFinite(v) ? `a number (${v})` : String(v);
     if (typeof v === 'boolean') return String(v);
   }
   return 'something else';
@@ -210,7 +210,7 @@ export function walk(raw: unknown, schema: Schema, path: Path, ctx: WalkCtx, key
 
     case 'number': {
       const v = isScalar(node) ? node.value : undefined;
-      const want = schema.int ? 'an integer' : 'a number';
+      const want = schema.int ? 'an integer' : typeof v === 'number' && !Number.isFinite(v) ? 'a finite number' : 'a number';
       if (typeof v !== 'number' || !Number.isFinite(v)) return fail(want);
       if (schema.int && !Number.isInteger(v)) return fail(want);
       const low = (schema.min !== undefined && v < schema.min) || (schema.above !== undefined && v <= schema.above);
