@@ -24,7 +24,7 @@ async function serve(dir: string, workers: number | undefined, extra?: () => Pro
   let sup: import('./instance/supervisor.js').Supervisor;
   try {
     const { Supervisor } = await import('./instance/supervisor.js');
-    sup = new Supervisor({ dir, workers, log, drainTimeoutMs });
+    sup = new Supervisor({ dir, workers, log, drainTimeoutMs, onThreadDied: () => void sup.drain().then(() => process.exit(1)) });
     await extra?.();
     await sup.start();
   } catch (err) {

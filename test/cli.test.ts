@@ -332,6 +332,13 @@ describe('SIGTERM drain', () => {
     }
   });
 
+  it('a listener thread that dies makes ward say why, drain the others and exit 1 (not hang, not abort)', async () => {
+    // WARD_FAULT_CRASH_THREAD=1: thread 1 throws an uncaught error 300 ms after it started.
+    const r = await runCli(['serve', '--policies', p.dir, '--workers', '2'], { env: { WARD_FAULT_CRASH_THREAD: '1' }, killAfterMs: 20_000 });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /"level":60.*"reason":"listener thread 1 threw: injected fault/);
+  });
+
   it('bounds the drain: a request that never finishes does not keep ward from exiting 0', async () => {
     held.length = 0;
     // An upstream timeout longer than the drain's bound (--drain-timeout 2 s), so only the bound can end it.

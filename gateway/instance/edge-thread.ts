@@ -145,10 +145,17 @@ export class EdgeThread {
     };
   }
 
+  /** Stops accepting and waits (at most timeoutMs) for this thread's in-flight requests; its
+   * kept-alive connections stay open, answering 503, until close(). */
   async drain(timeoutMs: number): Promise<void> {
     // Open WebSocket sessions close with 1001 and new upgrades get 503 while HTTP drains.
     this.ws.drain();
     await this.listener.drain(timeoutMs);
+  }
+
+  /** After every thread drained: closes every connection left and everything else this thread
+   * holds, so its event loop can end. */
+  async close(): Promise<void> {
     this.listener.closeAll();
     this.ws.stop();
     await this.relay.close();

@@ -10,12 +10,16 @@ export type ToWorker =
   | { type: 'policy'; policy: Policy; upstreamBuffers?: Record<string, SharedArrayBuffer> }
   | { type: 'release-states'; states: Record<string, ReleaseState> }
   | { type: 'snapshot'; id: number }
-  | { type: 'drain'; timeoutMs: number };
+  | { type: 'drain'; timeoutMs: number }
+  /** After every thread drained: close what is left and end. */
+  | { type: 'close' };
 
 export type FromWorker =
   | { type: 'ready'; port: number }
   | { type: 'failed'; message: string }
   | { type: 'snapshot'; id: number; snapshot: ThreadSnapshot }
   | { type: 'drained' }
+  /** An uncaught error in the thread: it closed its sockets and is ending. */
+  | { type: 'died'; message: string }
   /** Every second while requests on released routes are proxied: for the ReleaseController. */
   | { type: 'release-counts'; counts: ReleaseCounts };

@@ -29,6 +29,10 @@ export interface ServeOptions {
   readonly log: Logger;
   /** ms a drain waits for in-flight requests before exiting anyway. */
   readonly drainTimeoutMs?: number;
+  /** A listener thread died after start (threw, or exited on its own): the process cannot be
+   * trusted to hold its budget (leases the thread held are lost), so the caller drains and exits
+   * non-zero for the service manager to restart it. Called once. */
+  readonly onThreadDied?: (reason: string) => void;
 }
 
 /** A listener thread as the supervisor sees it, in this thread or a worker. */
@@ -39,6 +43,8 @@ interface ThreadLink {
   releaseStates(states: Record<string, ReleaseState>): void;
   snapshot(): Promise<ThreadSnapshot>;
   drain(timeoutMs: number): Promise<void>;
+  /** After every thread drained: the thread closes what is left and ends. */
+  close(): Promise<void>;
 }
 
 function inlineLink(t: EdgeThread): ThreadLink {
@@ -48,13 +54,24 @@ function inlineLink(t: EdgeThread): ThreadLink {
     releaseStates: (s) => t.setReleaseStates(s),
     snapshot: async () => t.snapshot(),
     drain: (ms) => t.drain(ms),
+    close: () => t.close(),
   };
 }
 
-function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) => void): Promise<ThreadLink> {
+function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) => void, onDied: (reason: string) => void): Promise<ThreadLink> {
   const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: init, transferList: init.e2ePort ? [init.e2ePort] : [] });
   const waiting = new Map<number, (s: ThreadSnapshot) => void>();
   let drained: (() => void) | undefined;
+  let draining = false;
+  let ready = false;
+  let exited = false;
+  const id = worker.threadId;
+  // After start, a thread only ends when asked to drain; anything else is a death to report.
+  worker.on('error', (err) => ready && onDied(`listener thread ${id} threw: ${err.message}`));
+  worker.on('exit', (code) => {
+    exited = true;
+    if (ready && !draining) onDied(`listener thread ${id} exited (code ${code})`);
+  });
   let nextId = 0;
   const send = (m: ToWorker) => worker.postMessage(m);
   return new Promise((resolve, reject) => {
@@ -62,6 +79,7 @@ function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) =>
     worker.on('message', (m: FromWorker) => {
       switch (m.type) {
         case 'ready':
+          ready = true;
           resolve({
             port: m.port,
             apply: (policy, upstreamBuffers) => send({ type: 'policy', policy, upstreamBuffers }),
@@ -74,9 +92,17 @@ function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) =>
               }),
             drain: (timeoutMs) =>
               new Promise((res) => {
+                draining = true;
+                if (exited) return res();
                 drained = res;
                 worker.once('exit', () => res());
                 send({ type: 'drain', timeoutMs });
+              }),
+            close: () =>
+              new Promise((res) => {
+                if (exited) return res();
+                worker.once('exit', () => res());
+                send({ type: 'close' });
               }),
           });
           break;
@@ -89,6 +115,9 @@ function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) =>
           break;
         case 'drained':
           drained?.();
+          break;
+        case 'died':
+          onDied(`listener thread ${id} threw: ${m.message}`);
           break;
         case 'release-counts':
           onReleaseCounts(m.counts);
@@ -139,6 +168,8 @@ export class Supervisor {
   private readonly metrics = new MetricsRegistry();
   private readonly storeMetrics = new StoreMetrics(this.metrics.registry);
   private draining = false;
+  /** Why a listener thread died, once one has. */
+  private threadDeath: string | undefined;
   private lastReload = { at: new Date().toISOString(), result: 'success' as 'success' | 'failure', hash: '' };
   private watcher: { close(): void } | undefined;
   private reloading: Promise<void> | undefined;
@@ -184,9 +215,10 @@ export class Supervisor {
     } else {
       // Every thread binds the same non-zero port (SO_REUSEPORT); see freePort for port 0.
       const port = this.policy.listen.port !== 0 ? this.policy.listen.port : await freePort(this.policy.listen.host);
-      const first = await workerLink(workerInit(port), onReleaseCounts);
+      const died = (reason: string) => this.threadDied(reason);
+      const first = await workerLink(workerInit(port), onReleaseCounts, died);
       this.threads.push(first);
-      const rest = await Promise.allSettled(Array.from({ length: workers - 1 }, () => workerLink(workerInit(first.port), onReleaseCounts)));
+      const rest = await Promise.allSettled(Array.from({ length: workers - 1 }, () => workerLink(workerInit(first.port), onReleaseCounts, died)));
       for (const r of rest) if (r.status === 'fulfilled') this.threads.push(r.value);
       const failed = rest.find((r) => r.status === 'rejected');
       if (failed) await this.abandon((failed as PromiseRejectedResult).reason as Error);
@@ -211,6 +243,7 @@ export class Supervisor {
    * exiting under a worker thread that still holds uWS sockets aborts with a native assertion. */
   private async abandon(err: Error): Promise<never> {
     await Promise.all(this.threads.map((t) => t.drain(0)));
+    await Promise.all(this.threads.map((t) => t.close()));
     throw err;
   }
 
@@ -256,12 +289,21 @@ export class Supervisor {
   }
 
   /** SIGTERM: stop accepting, let in-flight requests finish (bounded), close everything. */
+  private threadDied(reason: string): void {
+    if (this.draining || this.threadDeath !== undefined) return;
+    this.threadDeath = reason;
+    this.opts.log.fatal({ reason }, 'a listener thread died: draining the others, then exiting 1 for the service manager to restart ward');
+    this.opts.onThreadDied?.(reason);
+  }
+
   async drain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
     this.watcher?.close();
     const timeout = this.opts.drainTimeoutMs ?? 10_000;
     await Promise.all(this.threads.map((t) => t.drain(timeout)));
+    // Only now: a thread done early keeps answering its kept-alive clients 503 while others finish.
+    await Promise.all(this.threads.map((t) => t.close()));
     await this.ops.close();
     await this.admin.close();
     await this.store.close();

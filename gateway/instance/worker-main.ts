@@ -1,6 +1,6 @@
 // Entry of a listener worker thread: runs an EdgeThread and answers the supervisor's messages.
 
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { EdgeThread, type EdgeThreadInit } from './edge-thread.js';
 import { createLogger } from '../log.js';
 import type { ToWorker, FromWorker } from './messages.js';
@@ -13,7 +13,25 @@ const post = (m: FromWorker) => port.postMessage(m);
 
 EdgeThread.start(init, log, undefined, { onReleaseCounts: (counts) => post({ type: 'release-counts', counts }) }).then(
   (thread) => {
+    // An uncaught error leaves this thread's state in doubt: close its sockets (Node aborts the
+    // whole process when it stops a thread that still holds uWS sockets), tell the supervisor,
+    // and end. The supervisor then drains the other threads and exits non-zero.
+    process.on('uncaughtException', (err) => {
+      log.fatal({ err }, 'uncaught error in a listener thread');
+      post({ type: 'died', message: err.message });
+      void thread
+        .drain(0)
+        .then(() => thread.close())
+        .finally(() => port.close());
+    });
     post({ type: 'ready', port: thread.port });
+    // Fault injection for tests and game days: WARD_FAULT_CRASH_THREAD=N makes listener thread N
+    // throw an uncaught error shortly after it started (what any bug in it would do).
+    if (process.env.WARD_FAULT_CRASH_THREAD === String(threadId)) {
+      setTimeout(() => {
+        throw new Error('injected fault (WARD_FAULT_CRASH_THREAD)');
+      }, 300);
+    }
     port.on('message', (m: ToWorker) => {
       switch (m.type) {
         case 'policy':
@@ -26,12 +44,12 @@ EdgeThread.start(init, log, undefined, { onReleaseCounts: (counts) => post({ typ
           post({ type: 'snapshot', id: m.id, snapshot: thread.snapshot() });
           break;
         case 'drain':
-          // Closing the listen socket lets the thread end by itself; terminate() on a thread
-          // holding uWS sockets would abort the whole process.
-          void thread.drain(m.timeoutMs).then(() => {
-            post({ type: 'drained' });
-            port.close();
-          });
+          void thread.drain(m.timeoutMs).then(() => post({ type: 'drained' }));
+          break;
+        case 'close':
+          // With no socket left, the thread ends by itself; terminate() on a thread holding uWS
+          // sockets would abort the whole process.
+          void thread.close().finally(() => port.close());
           break;
       }
     });

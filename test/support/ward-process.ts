@@ -137,9 +137,13 @@ export function startWard(dir: string, opts: { workers?: number; env?: Record<st
 }
 
 /** Runs the ward CLI to completion: exit code, stdout, stderr. */
-export function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(args: string[], opts: { env?: Record<string, string>; killAfterMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+    if (opts.killAfterMs !== undefined) {
+      const t = setTimeout(() => p.kill('SIGKILL'), opts.killAfterMs);
+      p.once('exit', () => clearTimeout(t));
+    }
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
