@@ -19,6 +19,8 @@ export type FromWorker =
   | { type: 'failed'; message: string }
   | { type: 'snapshot'; id: number; snapshot: ThreadSnapshot }
   | { type: 'drained' }
+  /** Every socket and handle of the thread is closed; the thread may linger on others' timers. */
+  | { type: 'closed' }
   /** An uncaught error in the thread: it closed its sockets and is ending. */
   | { type: 'died'; message: string }
   /** Every second while requests on released routes are proxied: for the ReleaseController. */

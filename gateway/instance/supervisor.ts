@@ -62,6 +62,7 @@ function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) =>
   const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: init, transferList: init.e2ePort ? [init.e2ePort] : [] });
   const waiting = new Map<number, (s: ThreadSnapshot) => void>();
   let drained: (() => void) | undefined;
+  let closed: (() => void) | undefined;
   let draining = false;
   let ready = false;
   let exited = false;
@@ -98,9 +99,13 @@ function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) =>
                 worker.once('exit', () => res());
                 send({ type: 'drain', timeoutMs });
               }),
+            // Resolved once the thread closed its sockets: the process may exit then (what aborts
+            // is only a thread stopped while uWS still holds sockets), even if some other handle
+            // (a Redis client's timer) would keep the thread's loop alive a while longer.
             close: () =>
               new Promise((res) => {
                 if (exited) return res();
+                closed = res;
                 worker.once('exit', () => res());
                 send({ type: 'close' });
               }),
@@ -115,6 +120,9 @@ function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) =>
           break;
         case 'drained':
           drained?.();
+          break;
+        case 'closed':
+          closed?.();
           break;
         case 'died':
           onDied(`listener thread ${id} threw: ${m.message}`);

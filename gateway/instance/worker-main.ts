@@ -49,7 +49,10 @@ EdgeThread.start(init, log, undefined, { onReleaseCounts: (counts) => post({ typ
         case 'close':
           // With no socket left, the thread ends by itself; terminate() on a thread holding uWS
           // sockets would abort the whole process.
-          void thread.close().finally(() => port.close());
+          void thread.close().finally(() => {
+            post({ type: 'closed' });
+            port.close();
+          });
           break;
       }
     });
