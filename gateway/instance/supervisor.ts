@@ -296,7 +296,6 @@ export class Supervisor {
     log.info({ cause, policy: p.hash.slice(0, 12) }, 'policy reloaded');
   }
 
-  /** SIGTERM: stop accepting, let in-flight requests finish (bounded), close everything. */
   private threadDied(reason: string): void {
     if (this.draining || this.threadDeath !== undefined) return;
     this.threadDeath = reason;
@@ -304,6 +303,7 @@ export class Supervisor {
     this.opts.onThreadDied?.(reason);
   }
 
+  /** SIGTERM: stop accepting, let in-flight requests finish (bounded), close everything. */
   async drain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
