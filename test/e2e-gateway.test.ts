@@ -204,6 +204,19 @@ test('every endpoint needs a token with a sub; tenants never see each other', as
   victim.close();
 });
 
+test('a relay message nested thousands deep gets bad_message; the session and ward carry on', async () => {
+  const a = await relay(tok('acme', 'nester'), 'n1');
+  const b = await relay(tok('acme', 'nester'), 'n2');
+  const depth = 30_000; // ~60 KB, under the relay's 64 KB message limit
+  a.ws.send(`{"to":"n2","payload":${'['.repeat(depth)}${']'.repeat(depth)}}`);
+  assert.deepEqual(await a.next(), { error: 'bad_message', detail: 'payload nested too deeply' });
+  a.send('n2', { hello: 1 });
+  assert.deepEqual((await b.next()).payload, { hello: 1 });
+  assert.equal((await request(`${ward.admin}/healthz`)).status, 200);
+  a.close();
+  b.close();
+});
+
 test('the relay upgrade is refused without a valid token', async () => {
   const ws = new WebSocket(`ws://127.0.0.1:${ward.port}/v1/e2e/relay?device=x1&access_token=garbage`);
   const status = await new Promise<number>((resolve) => {

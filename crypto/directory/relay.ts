@@ -120,7 +120,14 @@ export class E2ERelay {
     if (typeof m !== 'object' || m === null || Array.isArray(m) || !isName(m.to) || m.payload === undefined || (m.to_user !== undefined && !isName(m.to_user))) {
       return void from.send(JSON.stringify({ error: 'bad_message', detail: 'send {"to": DEVICE, "payload": ...}' }));
     }
-    const out = JSON.stringify({ from: from.device, from_user: from.user, payload: m.payload });
+    let out: string;
+    try {
+      out = JSON.stringify({ from: from.device, from_user: from.user, payload: m.payload });
+    } catch {
+      // JSON.parse takes any depth; JSON.stringify recurses and overflows the stack on a payload
+      // nested some thousands deep (a 60 KB message of brackets): refuse it, never throw.
+      return void from.send(JSON.stringify({ error: 'bad_message', detail: 'payload nested too deeply' }));
+    }
     const toUser = m.to_user as string | undefined;
     const key = slot(tenant, m.to);
     const local = this.#deliver(key, toUser, out);
