@@ -247,6 +247,39 @@ describe('admin port', () => {
   });
 });
 
+describe('fault containment', () => {
+  it('a bug met by one request closes that connection only: ward keeps serving everyone else', async () => {
+    const up = await startUpstream();
+    const p = policyDir();
+    p.write(basePolicy(up.url));
+    // WARD_FAULT_THROW_PATH: a request for exactly this path throws inside ward's request handler.
+    const w = await startWard(p.dir, { workers: 2, env: { WARD_FAULT_THROW_PATH: '/v1/boom' } });
+    try {
+      const token = signJwt(p.key, standardClaims('acme'));
+      for (let i = 0; i < 4; i++) {
+        await assert.rejects(request(w.base + '/v1/boom', { headers: bearer(token) }), /socket hang up|ECONNRESET/);
+      }
+      // The same for a WebSocket upgrade.
+      const upgrade = await new Promise<string>((resolve) => {
+        const s = connect(w.port, '127.0.0.1', () =>
+          s.write(`GET /v1/boom HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${token}\r\n\r\n`),
+        );
+        let got = '';
+        s.on('data', (d) => (got += d));
+        s.on('error', () => {});
+        s.on('close', () => resolve(got));
+      });
+      assert.equal(upgrade, '');
+      assert.equal((await request(w.base + '/v1/ok', { headers: bearer(token) })).status, 200);
+      assert.equal((await request(w.admin + '/healthz')).status, 200);
+      assert.equal(w.proc.exitCode, null);
+      assert.ok(w.logs.some((l) => /"level":50.*injected fault \(WARD_FAULT_THROW_PATH\).*its connection is closed/.test(l)), w.logs.slice(-5).join('\n'));
+    } finally {
+      await stopAll(w, up, p);
+    }
+  });
+});
+
 describe('SIGTERM drain', () => {
   let up: TestUpstream;
   let p: PolicyFiles;

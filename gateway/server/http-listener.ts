@@ -25,6 +25,61 @@ export interface ListenerDeps {
   websockets?: ReadonlyArray<readonly [string, WebSocketBehavior<any>]>;
 }
 
+/** Fault injection for tests and game days: a request (or WebSocket upgrade) for exactly this path
+ * throws in ward's handler (what any bug there would do). Never set in production. */
+const FAULT_PATH = process.env.WARD_FAULT_THROW_PATH;
+
+/** The same containment for WebSocket handlers: an error closes that socket (1011), not the thread. */
+function containWs<T>(behavior: WebSocketBehavior<T>, log: Logger): WebSocketBehavior<T> {
+  const guarded = { ...behavior };
+  const fail = (where: string, err: unknown, close: () => void) => {
+    log.error({ err, handler: where }, 'uncaught error in a WebSocket handler; its connection is closed');
+    try {
+      close();
+    } catch {
+      // Already closed.
+    }
+  };
+  const { upgrade, open, message, drain, close } = behavior;
+  if (upgrade) guarded.upgrade = (res, req, ctx) => {
+    try {
+      if (FAULT_PATH !== undefined && req.getUrl() === FAULT_PATH) throw new Error('injected fault (WARD_FAULT_THROW_PATH)');
+      return upgrade(res, req, ctx);
+    } catch (err) {
+      fail('upgrade', err, () => res.close());
+    }
+  };
+  if (open) guarded.open = (ws) => {
+    try {
+      return open(ws);
+    } catch (err) {
+      fail('open', err, () => ws.end(1011));
+    }
+  };
+  if (message) guarded.message = (ws, m, isBinary) => {
+    try {
+      return message(ws, m, isBinary);
+    } catch (err) {
+      fail('message', err, () => ws.end(1011));
+    }
+  };
+  if (drain) guarded.drain = (ws) => {
+    try {
+      return drain(ws);
+    } catch (err) {
+      fail('drain', err, () => ws.end(1011));
+    }
+  };
+  if (close) guarded.close = (ws, code, m) => {
+    try {
+      return close(ws, code, m);
+    } catch (err) {
+      fail('close', err, () => {});
+    }
+  };
+  return guarded;
+}
+
 const ID_PREFIX = randomBytes(4).toString('hex') + threadId.toString(36);
 let seq = 0;
 export function nextRequestId(): string {
@@ -65,8 +120,25 @@ export class HttpListener implements ExchangeEnv {
   constructor(private readonly deps: ListenerDeps) {
     this.accessLog = new AccessLog(deps.log);
     this.app = uws.App();
-    for (const [pattern, behavior] of deps.websockets ?? []) this.app.ws(pattern, behavior);
-    this.app.any('/*', (res, req) => this.onRequest(res, req));
+    for (const [pattern, behavior] of deps.websockets ?? []) this.app.ws(pattern, containWs(behavior, deps.log));
+    this.app.any('/*', (res, req) => {
+      try {
+        this.onRequest(res, req);
+      } catch (err) {
+        this.contain(res, err);
+      }
+    });
+  }
+
+  /** A bug met while handling one request closes that connection; it must not take down the
+   * thread (and with it every tenant's traffic). Logged at error level for operators to see. */
+  private contain(res: HttpResponse, err: unknown): void {
+    this.deps.log.error({ err }, 'uncaught error in a request handler; its connection is closed');
+    try {
+      res.close();
+    } catch {
+      // Already closed or answered.
+    }
   }
 
   get upstreams(): Upstreams {
@@ -119,6 +191,7 @@ export class HttpListener implements ExchangeEnv {
   }
 
   private onRequest(res: HttpResponse, req: HttpRequest): void {
+    if (FAULT_PATH !== undefined && req.getUrl() === FAULT_PATH) throw new Error('injected fault (WARD_FAULT_THROW_PATH)');
     const pipeline = this.deps.current();
     const remote = res.getRemoteAddress();
     // Deny-listed and banned sources are dropped before anything is copied from the request.
@@ -163,13 +236,15 @@ export class HttpListener implements ExchangeEnv {
     }
     const ex = new HttpExchange(res, head, pipeline, this, contentLength, chunked);
     if (out instanceof Promise) {
-      out.then(
-        (o) => ex.proceed(o),
-        (err) => {
-          this.deps.log.error({ err, request_id: head.requestId }, 'pipeline error');
-          ex.proceed(verdicts.UPSTREAM_UNAVAILABLE);
-        },
-      );
+      out
+        .then(
+          (o) => ex.proceed(o),
+          (err) => {
+            this.deps.log.error({ err, request_id: head.requestId }, 'pipeline error');
+            ex.proceed(verdicts.UPSTREAM_UNAVAILABLE);
+          },
+        )
+        .catch((err) => this.contain(res, err));
     } else ex.proceed(out);
   }
 }
