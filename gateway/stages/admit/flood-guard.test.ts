@@ -36,6 +36,15 @@ test('a steady rate at per_ip never bans', () => {
   for (let now = 0; now < 20_000; now += 200) assert.equal(g.check(a, now), Pass);
 });
 
+test('an IPv6 client counts by its /64: rotating addresses inside it neither escapes the rate nor a ban', () => {
+  const g = guard();
+  for (let i = 1; i <= 5; i++) assert.equal(g.check(addr(`2001:db8:1:2::${i.toString(16)}`), 1000), Pass);
+  assert.equal(g.check(addr('2001:db8:1:2:ffff:ffff:ffff:ffff'), 1000), Flooding);
+  assert.equal(g.check(addr('2001:db8:1:2::abcd'), 1000), Banned);
+  assert.equal(g.check(addr('2001:db8:1:3::1'), 1000), Pass, 'the next /64 is another client');
+  assert.equal(g.check(addr('192.0.2.1'), 1000), Pass);
+});
+
 test('the same IPv4 client counts once whether seen as 4 bytes or as ::ffff:a.b.c.d', () => {
   const g = guard();
   for (let i = 0; i < 3; i++) g.check(addr('198.51.100.9'), 0);

@@ -18,6 +18,9 @@ import type { FloodSpec } from '../../policy/types.js';
 import { IDLE, NEVER, SharedTable, type SharedTableHandle } from '../../store/memory/shared-table.js';
 import { CidrSet, isMapped } from './cidr-set.js';
 
+/** Bytes of an IPv6 address that name one client for the per-address rate (/64). */
+const IPV6_CLIENT_BYTES = 8;
+
 export const FloodVerdict = {
   /** Go on. */
   Pass: 0,
@@ -135,7 +138,9 @@ export class FloodGuard {
 
     const t = this.table;
     const vals = t.vals;
-    t.hashBytes(b, off, len);
+    // An IPv6 client counts by its /64: that is what one subscriber is handed, and keyed by the
+    // whole address it could take a fresh address per connection and never meet the rate or a ban.
+    t.hashBytes(b, off, len === 16 ? IPV6_CLIENT_BYTES : len);
     const g = t.lock();
     let s = t.find(g);
     let verdict: FloodVerdict = FloodVerdict.Pass;
