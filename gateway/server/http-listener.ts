@@ -49,34 +49,20 @@ function containWs<T>(behavior: WebSocketBehavior<T>, log: Logger): WebSocketBeh
       fail('upgrade', err, () => res.close());
     }
   };
-  if (open) guarded.open = (ws) => {
+  // open, message, drain and close all take the socket first; an error there closes that socket
+  // (close itself has nothing left to close). Two spare parameters pass arguments without a rest array.
+  type Handler = (ws: any, a?: any, b?: any) => unknown;
+  const guard = (where: string, fn: Handler, endSocket: boolean): any => (ws: any, a?: any, b?: any) => {
     try {
-      return open(ws);
+      return fn(ws, a, b);
     } catch (err) {
-      fail('open', err, () => ws.end(1011));
+      fail(where, err, () => endSocket && ws.end(1011));
     }
   };
-  if (message) guarded.message = (ws, m, isBinary) => {
-    try {
-      return message(ws, m, isBinary);
-    } catch (err) {
-      fail('message', err, () => ws.end(1011));
-    }
-  };
-  if (drain) guarded.drain = (ws) => {
-    try {
-      return drain(ws);
-    } catch (err) {
-      fail('drain', err, () => ws.end(1011));
-    }
-  };
-  if (close) guarded.close = (ws, code, m) => {
-    try {
-      return close(ws, code, m);
-    } catch (err) {
-      fail('close', err, () => {});
-    }
-  };
+  if (open) guarded.open = guard('open', open, true);
+  if (message) guarded.message = guard('message', message, true);
+  if (drain) guarded.drain = guard('drain', drain, true);
+  if (close) guarded.close = guard('close', close, false);
   return guarded;
 }
 
