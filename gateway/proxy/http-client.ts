@@ -8,6 +8,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { ResponseParser, type ResponseHandler } from './response-parser.js';
+import { writeAfterBatch } from './write-batch.js';
 
 export type UpstreamErrorKind = 'connect' | 'reset' | 'timeout' | 'protocol';
 
@@ -125,7 +126,7 @@ export class TargetPool {
     if (n === 0) {
       call.ended = true;
       call.headWritten = true;
-      call.conn!.socket.write(head);
+      writeAfterBatch(call.conn!.socket, head);
     }
     return call;
   }
