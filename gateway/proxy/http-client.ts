@@ -8,7 +8,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { ResponseParser, type ResponseHandler } from './response-parser.js';
-import { writeAfterBatch } from './write-batch.js';
+import { afterBatch, type Batched } from '../event-batch.js';
 
 export type UpstreamErrorKind = 'connect' | 'reset' | 'timeout' | 'protocol';
 
@@ -126,7 +126,8 @@ export class TargetPool {
     if (n === 0) {
       call.ended = true;
       call.headWritten = true;
-      writeAfterBatch(call.conn!.socket, head);
+      call.batchedSocket = call.conn!.socket;
+      afterBatch(call);
     }
     return call;
   }
@@ -296,8 +297,12 @@ function onConnectTimeout(conn: Conn): void {
 }
 
 /** One request/response exchange; the caller's handle. */
-class Call implements UpstreamCall {
+class Call implements UpstreamCall, Batched {
   conn: Conn | null = null;
+  /** Where a bodiless request's head goes at the end of the batch (event-batch.ts). The socket, not
+   * the call's connection: a call retried on a fresh connection before then writes its head there
+   * itself, and the old, destroyed socket is skipped. */
+  batchedSocket: Socket | null = null;
   /** Its place in the response-head deadline list, while it waits for a head. */
   deadline = 0;
   dlList: DeadlineList | null = null;
@@ -326,6 +331,12 @@ class Call implements UpstreamCall {
   ) {
     this.chunked = bodyLength < 0;
     this.bodyLeft = bodyLength;
+  }
+
+  runBatched(): void {
+    const s = this.batchedSocket;
+    this.batchedSocket = null;
+    if (s !== null && !s.destroyed) s.write(this.head);
   }
 
   write(chunk: Uint8Array): boolean {

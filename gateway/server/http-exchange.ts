@@ -15,6 +15,7 @@ import { forwardHeaderBlock } from '../proxy/forward-headers.js';
 import type { Outcome } from '../metrics/edge-metrics.js';
 import type { AccessLog } from './access-log.js';
 import type { Target, Upstreams } from '../proxy/upstreams.js';
+import { afterBatch, type Batched } from '../event-batch.js';
 
 const STATUS_LINES: string[] = [];
 export function statusLine(status: number): string {
@@ -32,6 +33,8 @@ function skippedResponseHeader(name: string): boolean {
 const EARLY_BODY_PAUSE = 64 * 1024;
 /** A body up to this size is kept until the upstream answers, so a connect failure can send it to another target. */
 const REPLAY_MAX = 64 * 1024;
+/** A whole answer up to this size is written at the end of the batch (event-batch.ts). */
+const HOLD_MAX = 16 * 1024;
 
 export interface ExchangeEnv {
   readonly upstreams: Upstreams;
@@ -81,7 +84,7 @@ export function writeJson(res: HttpResponse, status: number, body: unknown, head
   });
 }
 
-export class HttpExchange implements ResponseSink {
+export class HttpExchange implements ResponseSink, Batched {
   private aborted = false;
   private finished = false;
   /** How the exchange ended, for a grant that arrives after it did. */
@@ -112,6 +115,8 @@ export class HttpExchange implements ResponseSink {
   private pending: Buffer | undefined;
   private pendingOffset = 0;
   private writableHooked = false;
+  /** A small answer that arrived whole, written (and the exchange ended) at the end of the batch. */
+  private held: Buffer | undefined;
 
   constructor(
     private readonly res: HttpResponse,
@@ -279,6 +284,13 @@ export class HttpExchange implements ResponseSink {
 
   onData(chunk: Buffer): boolean {
     if (this.aborted || this.total === -2) return true;
+    if (this.total === chunk.length && this.headHeaders !== undefined && chunk.length <= HOLD_MAX) {
+      // The whole answer, head and body, in one piece: the common API response.
+      this.held = chunk;
+      this.total = -2;
+      afterBatch(this);
+      return true;
+    }
     const res = this.res;
     let ok = true;
     res.cork(() => {
@@ -300,7 +312,22 @@ export class HttpExchange implements ResponseSink {
     return ok;
   }
 
+  /** Writes a held answer and ends the exchange (unless the client went away meanwhile). */
+  runBatched(): void {
+    const body = this.held!;
+    this.held = undefined;
+    if (!this.aborted) {
+      const res = this.res;
+      res.cork(() => {
+        this.flushHead();
+        res.end(body);
+      });
+    }
+    this.end('ok');
+  }
+
   onEnd(): void {
+    if (this.held !== undefined) return; // runBatched() writes it and ends the exchange
     if (!this.aborted && this.total > 0) {
       // The upstream ended short of its Content-Length: cut the client's response too. end()
       // first: close() runs onAborted at once, which would count the request as client_aborted.

@@ -1,0 +1,45 @@
+// Work that writes to a socket, held until ward has handled the batch of events the event loop
+// delivered (setImmediate runs right after the poll phase that delivered them), then run in order.
+//
+// Why: every write wakes the socket's reader. One at a time, ward wakes its peers once per request:
+// an upstream on ward's core preempts ward on the spot, serves that one request and hands the core
+// back (two context switches), and a client on another core is woken with an inter-processor
+// interrupt, answers, and sleeps again before ward's next write. Written together, each peer wakes
+// about once for the lot. Used for bodiless upstream request heads (proxy/http-client.ts) and small
+// whole upstream answers (server/http-exchange.ts); measured in loadtest/README.md ("Batched writes").
+//
+// The hold lasts one turn of the event loop: the rest of the events of that turn (a few at light
+// load, about two per connection at peak). There is deliberately no size cap that runs the held
+// work early: running it from inside another socket's callback (a uWS handler, where uWS corks that
+// socket) made ward half again as expensive per request in the bench, the opposite of the point.
+
+/** An item of held work. */
+export interface Batched {
+  runBatched(): void;
+}
+
+const held: Batched[] = [];
+
+/** Runs `item.runBatched()` at the end of the current batch of events. */
+export function afterBatch(item: Batched): void {
+  if (held.length === 0) setImmediate(runHeld);
+  held.push(item);
+}
+
+function runHeld(): void {
+  // An item may hold new work while it runs: that waits for the next turn. An item that throws
+  // (a bug) does not cost the others their turn; the error then fails the thread as any other.
+  const n = held.length;
+  let failed = false;
+  let failure: unknown;
+  for (let i = 0; i < n; i++) {
+    try {
+      held[i]!.runBatched();
+    } catch (err) {
+      if (!failed) (failed = true), (failure = err);
+    }
+  }
+  held.splice(0, n);
+  if (held.length > 0) setImmediate(runHeld);
+  if (failed) throw failure;
+}
