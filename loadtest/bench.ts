@@ -108,9 +108,9 @@ export async function runBench(o: BenchOptions): Promise<Report> {
     const names = targets.map((t) => t.name);
     tables.push({
       title: `Proxied requests: 1 worker on core ${SERVER_CPUS} with the upstream, wrk on core ${LOADGEN_CPUS}, ${o.connections} connections, 1 tenant (median of ${o.runs})`,
-      columns: ['server', 'req/s', 'p50 µs', 'p99 µs', 'CPU µs/request'],
-      rows: names.map((n) => [label(n), med(proxied, n, 'rps'), med(proxied, n, 'p50_us'), med(proxied, n, 'p99_us'), med(proxied, n, 'cpuUs')]),
-      note: 'CPU µs/request is the server\'s own CPU time (all its threads and processes, from /proc/PID/stat) over the requests wrk completed; the upstream\'s CPU is not in it (except on the "upstream alone" row). p50/p99 are wrk\'s (closed loop). The floor is the smallest proxy uWS and node:net allow (loadtest/floor-proxy.ts: no auth, no limits, no header hygiene): what any Node.js gateway built on them costs at least.',
+      columns: ['server', 'req/s', 'p50 µs', 'p99 µs', 'CPU µs/request', 'preempted per request'],
+      rows: names.map((n) => [label(n), med(proxied, n, 'rps'), med(proxied, n, 'p50_us'), med(proxied, n, 'p99_us'), med(proxied, n, 'cpuUs'), med(proxied, n, 'preemptedPerReq')]),
+      note: 'CPU µs/request is the server\'s own CPU time (all its threads and processes, from /proc/PID/stat) over the requests wrk completed; the upstream\'s CPU is not in it (except on the "upstream alone" row). "preempted per request" counts the times the scheduler took the core from the server while it still had work (involuntary context switches of all its threads), mostly for the upstream it had just woken on the shared core: each costs the server a switch out and back. p50/p99 are wrk\'s (closed loop). The floor is the smallest proxy uWS and node:net allow (loadtest/floor-proxy.ts: no auth, no limits, no header hygiene): what any Node.js gateway built on them costs at least.',
     });
     const limited = targets.filter((t) => t.limits).map((t) => t.name);
     tables.push({

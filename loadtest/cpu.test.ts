@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { clockTicksPerSecond, cpuBetween, cpuMicrosPer, processTree, readCpuTicks, sampleCpu, treeRssBytes } from './cpu.js';
+import { clockTicksPerSecond, cpuBetween, cpuMicrosPer, processTree, readCpuTicks, readPreemptions, sampleCpu, treeRssBytes } from './cpu.js';
 
 test('reads clock ticks per second from getconf', () => {
   const t = clockTicksPerSecond();
@@ -32,4 +32,27 @@ test('a process that is gone reads as undefined, and per-unit cost of nothing is
   await new Promise((r) => p.once('close', r));
   assert.equal(readCpuTicks(pid), undefined);
   assert.ok(Number.isNaN(cpuMicrosPer({ cpuMs: 5, wallMs: 10, cores: 0.5 }, 0)));
+});
+
+test('counts involuntary context switches of a tree: two busy processes on one core take it from each other', async () => {
+  const spin = `${JSON.stringify(process.execPath)} -e "const e=Date.now()+400;while(Date.now()<e);"`;
+  const sh = spawn('sh', ['-c', `taskset -c 0 ${spin} & taskset -c 0 ${spin} & wait; sleep 5`], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    const before = readPreemptions(sh.pid!);
+    await new Promise((r) => setTimeout(r, 250));
+    const during = readPreemptions(sh.pid!) - before;
+    assert.ok(during >= 5, `two spinning processes sharing core 0 preempted each other ${during} times in 250 ms`);
+  } finally {
+    sh.kill('SIGKILL');
+  }
+  const idle = spawn('sleep', ['5'], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 50));
+    const before = readPreemptions(idle.pid!);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(readPreemptions(idle.pid!) - before, 0, 'a sleeping process is never preempted');
+  } finally {
+    idle.kill('SIGKILL');
+  }
 });

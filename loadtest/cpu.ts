@@ -94,6 +94,30 @@ export function sampleCpu(pid: number): CpuSample {
   return { atMs: performance.now(), ticks };
 }
 
+/** Involuntary context switches of a process tree so far (every thread's `nonvoluntary_ctxt_switches`):
+ * how often the scheduler took the CPU away from it while it still had work, e.g. for a peer it woke
+ * on the same core. Threads that ended before the call are not in it. */
+export function readPreemptions(pid: number): number {
+  let total = 0;
+  for (const p of processTree(pid)) {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      continue; // gone
+    }
+    for (const t of tasks) {
+      try {
+        const m = /nonvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${p}/task/${t}/status`, 'utf8'));
+        if (m) total += Number(m[1]);
+      } catch {
+        // the thread ended between the listing and the read
+      }
+    }
+  }
+  return total;
+}
+
 export interface CpuUsage {
   /** CPU time spent by the tree between the samples, in ms (10 ms resolution with CLK_TCK 100). */
   readonly cpuMs: number;

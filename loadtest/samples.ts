@@ -2,7 +2,7 @@
 // the server's own CPU time over the same interval, per request or per dropped connection.
 
 import { runConnectFlood } from './connect-flood.js';
-import { cpuBetween, cpuMicrosPer, markNoise, noiseSince, sampleCpu } from './cpu.js';
+import { cpuBetween, cpuMicrosPer, markNoise, noiseSince, readPreemptions, sampleCpu } from './cpu.js';
 import { runWrk } from './wrk.js';
 
 export interface Measured {
@@ -17,6 +17,9 @@ export interface WrkSample {
   readonly p99_us: number;
   /** Server CPU µs per completed request. */
   readonly cpuUs: number;
+  /** Times per completed request the scheduler took the server's CPU away while it had work
+   * (involuntary context switches of its process tree), e.g. for the upstream it woke on its core. */
+  readonly preemptedPerReq: number;
   readonly non2xx: number;
   readonly requests: number;
   /** Cores the server kept busy (1.0 = one core). */
@@ -46,9 +49,11 @@ export interface WrkSampleOptions {
 export async function wrkSample(t: Measured, o: WrkSampleOptions): Promise<WrkSample> {
   const noise = markNoise();
   const before = sampleCpu(t.pid);
+  const preemptedBefore = readPreemptions(t.pid);
   const r = await runWrk({ url: `http://127.0.0.1:${t.port}${o.path}`, connections: o.connections, durationS: o.durationS, token: o.token, cpus: o.cpus, threads: o.threads });
   const usage = cpuBetween(before, sampleCpu(t.pid));
-  return { rps: r.rps, p50_us: r.latency.p50_us, p99_us: r.latency.p99_us, cpuUs: cpuMicrosPer(usage, r.requests), non2xx: r.non2xx, requests: r.requests, cores: usage.cores, noise: noiseSince(noise) };
+  const preemptedPerReq = r.requests > 0 ? (readPreemptions(t.pid) - preemptedBefore) / r.requests : NaN;
+  return { rps: r.rps, p50_us: r.latency.p50_us, p99_us: r.latency.p99_us, cpuUs: cpuMicrosPer(usage, r.requests), preemptedPerReq, non2xx: r.non2xx, requests: r.requests, cores: usage.cores, noise: noiseSince(noise) };
 }
 
 export async function dropSample(t: Measured, addresses: readonly string[], durationS: number, path: string): Promise<DropSample> {
