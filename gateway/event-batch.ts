@@ -6,7 +6,8 @@
 // back (two context switches), and a client on another core is woken with an inter-processor
 // interrupt, answers, and sleeps again before ward's next write. Written together, each peer wakes
 // about once for the lot. Used for bodiless upstream request heads (proxy/http-client.ts) and small
-// whole upstream answers (server/http-exchange.ts); measured in loadtest/README.md ("Batched writes").
+// whole upstream answers (server/http-exchange.ts); measured in README.md, Performance,
+// "Batched writes".
 //
 // The hold lasts one turn of the event loop: the rest of the events of that turn (a few at light
 // load, about two per connection at peak). There is deliberately no size cap that runs the held
