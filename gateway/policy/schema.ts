@@ -253,6 +253,7 @@ const flood: Schema = {
       kind: 'object',
       fields: { rate: req(positive), per_s: dflt(positive, 1), ban_s: dflt({ kind: 'number', min: 0 }, 60) },
     }),
+    ipv6_prefix: dflt(int(40, 128), 64),
     max_body_bytes: dflt(positiveInt, 1048576),
     max_header_bytes: dflt(positiveInt, 16384),
     deny: fill(list({ kind: 'string', refine: checkCidr })),

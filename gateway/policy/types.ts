@@ -86,6 +86,9 @@ export interface PerIpSpec {
 
 export interface FloodSpec {
   readonly per_ip?: PerIpSpec;
+  /** IPv6 clients count for per_ip and bans by this prefix of their address (default /64: one
+   * subscriber's allocation); /40 to /128. */
+  readonly ipv6_prefix: number;
   readonly max_body_bytes: number;
   /** Request head (names + values) larger than this: 431. uWS itself cuts heads past ~80 KiB. */
   readonly max_header_bytes: number;

@@ -18,7 +18,7 @@ test('1,000,000 distinct addresses grow the process by no more than the fixed ta
   gc();
   const before = process.memoryUsage();
   const g = FloodGuard.create();
-  g.configure({ per_ip: { rate: 10, per_s: 1, ban_s: 300 }, max_body_bytes: MiB, max_header_bytes: 16384, deny: [], allow: [], enforce: true });
+  g.configure({ per_ip: { rate: 10, per_s: 1, ban_s: 300 }, ipv6_prefix: 64, max_body_bytes: MiB, max_header_bytes: 16384, deny: [], allow: [], enforce: true });
 
   const now = 1_000_000;
   const banned: ArrayBuffer[] = [];

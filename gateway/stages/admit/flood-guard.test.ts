@@ -7,7 +7,7 @@ import { FloodGuard, FloodVerdict, isDrop } from './flood-guard.js';
 const { Pass, Allowed, Denied, Banned, Flooding } = FloodVerdict;
 
 function spec(over: Partial<FloodSpec> = {}): FloodSpec {
-  return { per_ip: { rate: 5, per_s: 1, ban_s: 30 }, max_body_bytes: 1 << 20, max_header_bytes: 16384, deny: [], allow: [], enforce: true, ...over };
+  return { per_ip: { rate: 5, per_s: 1, ban_s: 30 }, ipv6_prefix: 64, max_body_bytes: 1 << 20, max_header_bytes: 16384, deny: [], allow: [], enforce: true, ...over };
 }
 const addr = (text: string): ArrayBuffer => {
   const b = parseAddress(text)!;
@@ -43,6 +43,28 @@ test('an IPv6 client counts by its /64: rotating addresses inside it neither esc
   assert.equal(g.check(addr('2001:db8:1:2::abcd'), 1000), Banned);
   assert.equal(g.check(addr('2001:db8:1:3::1'), 1000), Pass, 'the next /64 is another client');
   assert.equal(g.check(addr('192.0.2.1'), 1000), Pass);
+});
+
+test('flood.ipv6_prefix sets who one IPv6 client is: a /56 holder rotating /64s is one client; /60 masks inside a byte', () => {
+  const g56 = guard({ ipv6_prefix: 56 });
+  for (let i = 1; i <= 5; i++) assert.equal(g56.check(addr(`2001:db8:1:20${i}::1`), 1000), Pass, 'five /64s inside 2001:db8:1:200::/56');
+  assert.equal(g56.check(addr('2001:db8:1:2ff::1'), 1000), Flooding, 'the sixth /64 of the same /56');
+  assert.equal(g56.check(addr('2001:db8:1:300::1'), 1000), Pass, 'the next /56 is another client');
+
+  const g60 = guard({ ipv6_prefix: 60 });
+  for (let i = 0; i < 5; i++) assert.equal(g60.check(addr(`2001:db8:1:a${i}::1`), 1000), Pass, 'inside 2001:db8:1:a0::/60');
+  assert.equal(g60.check(addr('2001:db8:1:af::1'), 1000), Flooding, 'still 2001:db8:1:a0::/60');
+  assert.equal(g60.check(addr('2001:db8:1:b0::1'), 1000), Pass, '2001:db8:1:b0::/60 is another client');
+
+  const g128 = guard({ ipv6_prefix: 128 });
+  for (let i = 1; i <= 6; i++) assert.equal(g128.check(addr(`2001:db8::${i}`), 1000), Pass, '/128: every address on its own');
+});
+
+test('a prefix change applies to the next request: /48 joins what /64 kept apart', () => {
+  const g = guard();
+  for (let i = 1; i <= 6; i++) assert.equal(g.check(addr(`2001:db8:7:${i}::1`), 1000), Pass, `/64 number ${i}: a client of its own`);
+  g.configure(spec({ ipv6_prefix: 48 }));
+  for (let i = 1; i <= 6; i++) assert.equal(g.check(addr(`2001:db8:7:${i}::2`), 1000), i === 6 ? Flooding : Pass, `request ${i} of 2001:db8:7::/48`);
 });
 
 test('the same IPv4 client counts once whether seen as 4 bytes or as ::ffff:a.b.c.d', () => {

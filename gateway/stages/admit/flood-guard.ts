@@ -18,8 +18,6 @@ import type { FloodSpec } from '../../policy/types.js';
 import { IDLE, NEVER, SharedTable, type SharedTableHandle } from '../../store/memory/shared-table.js';
 import { CidrSet, isMapped } from './cidr-set.js';
 
-/** Bytes of an IPv6 address that name one client for the per-address rate (/64). */
-const IPV6_CLIENT_BYTES = 8;
 
 export const FloodVerdict = {
   /** Go on. */
@@ -75,6 +73,11 @@ export class FloodGuard {
   private toleranceMs = 0;
   private banMs = 0;
   private enforcing = true;
+  /** An IPv6 client is the first `v6Bytes` bytes of its address, the last one masked by `v6LastMask`
+   * (0xff for a prefix on a byte boundary). Always more than 4 bytes, so never an IPv4 key. */
+  private v6Bytes = 8;
+  private v6LastMask = 0xff;
+  private readonly v6Key = new Uint8Array(16);
 
   private constructor(private readonly table: SharedTable) {}
 
@@ -103,6 +106,9 @@ export class FloodGuard {
     this.deny = deny;
     this.allow = allow;
     this.enforcing = flood.enforce;
+    const bits = flood.ipv6_prefix;
+    this.v6Bytes = Math.ceil(bits / 8);
+    this.v6LastMask = (0xff << (this.v6Bytes * 8 - bits)) & 0xff;
     if (p && p.rate > 0 && p.per_s > 0) {
       this.intervalMs = (p.per_s * 1000) / p.rate;
       this.toleranceMs = (Math.max(1, p.rate) - 1) * this.intervalMs;
@@ -138,9 +144,18 @@ export class FloodGuard {
 
     const t = this.table;
     const vals = t.vals;
-    // An IPv6 client counts by its /64: that is what one subscriber is handed, and keyed by the
-    // whole address it could take a fresh address per connection and never meet the rate or a ban.
-    t.hashBytes(b, off, len === 16 ? IPV6_CLIENT_BYTES : len);
+    // An IPv6 client counts by its prefix (flood.ipv6_prefix, /64 by default): that is what one
+    // subscriber is handed, and keyed by the whole address it could take a fresh address per
+    // connection and never meet the rate or a ban.
+    if (len !== 16) t.hashBytes(b, off, len);
+    else if (this.v6LastMask === 0xff) t.hashBytes(b, 0, this.v6Bytes);
+    else {
+      const k = this.v6Key;
+      const last = this.v6Bytes - 1;
+      for (let i = 0; i < last; i++) k[i] = b[i]!;
+      k[last] = b[last]! & this.v6LastMask;
+      t.hashBytes(k, 0, this.v6Bytes);
+    }
     const g = t.lock();
     let s = t.find(g);
     let verdict: FloodVerdict = FloodVerdict.Pass;

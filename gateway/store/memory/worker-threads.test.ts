@@ -25,7 +25,7 @@ test('two worker threads share one budget: burst B admits exactly B, a pool of N
     store: store.shared(),
     guard: guard.shared(),
     gate,
-    flood: { per_ip: { rate: perIp, per_s: 3600, ban_s: 60 }, max_body_bytes: 1 << 20, max_header_bytes: 16384, deny: [], allow: [], enforce: true },
+    flood: { per_ip: { rate: perIp, per_s: 3600, ban_s: 60 }, ipv6_prefix: 64, max_body_bytes: 1 << 20, max_header_bytes: 16384, deny: [], allow: [], enforce: true },
     burst,
     poolLimit,
     tries,
