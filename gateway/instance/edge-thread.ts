@@ -57,7 +57,11 @@ export class EdgeThread {
   private pipeline: Pipeline;
   /** Gray release: the upstream a tenant's request goes to, and the counts the analysis needs. */
   private readonly router = new ReleaseRouter();
-  private readonly upstreams = new PolicyUpstreams({ router: this.router });
+  private readonly upstreams = new PolicyUpstreams({
+    router: this.router,
+    // A bug met while relaying one upstream answer costs that request (502 or a cut response), not the thread.
+    onFault: (err) => this.log.error({ err }, 'uncaught error handling an upstream connection; its request failed'),
+  });
   private countsTimer: NodeJS.Timeout | undefined;
   private readonly listener: HttpListener;
   private readonly relay: E2ERelay;

@@ -347,3 +347,44 @@ test('the constructor refuses what it cannot serve, saying what is expected', ()
   assert.throws(() => new TargetPool('127.0.0.1:9001'), /plain http origin|not a URL/);
   assert.throws(() => new TargetPool('http://127.0.0.1:9001', { connectTimeoutMs: 0 }), /connectTimeoutMs must be a positive/);
 });
+
+test('an error thrown while handling an answer (a bug) fails that call only: protocol error, connection closed, fault reported, pool still serves', async (t) => {
+  const srv = await httpServer((req, res) => res.end(`answer ${req.url}`));
+  const faults: unknown[] = [];
+  const pool = new TargetPool(srv.origin, { onFault: (err) => faults.push(err) });
+  t.after(() => (pool.close(), srv.close()));
+  const { sink, rec } = recorder();
+  const onHead = sink.onHead.bind(sink);
+  sink.onHead = (status, headers) => {
+    onHead(status, headers);
+    throw new Error('bug in the sink');
+  };
+  pool.request(get('/first'), sink);
+  await rec.done;
+  assert.deepEqual(rec.error, { kind: 'protocol', bodySent: false, responseStarted: true });
+  assert.equal((faults[0] as Error)?.message, 'bug in the sink');
+  await settled(rec, pool);
+  assert.equal(pool.idleCount, 0, 'the connection the error happened on is not reused');
+  const next = await send(pool, get('/next'));
+  assert.equal(next.body(), 'answer /next');
+  assert.equal(faults.length, 1);
+});
+
+test('without onFault such an error is thrown on (fail fast), as before', { timeout: 10_000 }, async () => {
+  // In a worker: the uncaught error ends that thread, which is what the listener's supervisor sees.
+  const url = new URL('./http-client.js', import.meta.url).href;
+  const srv = await httpServer((_req, res) => res.end('x'));
+  try {
+    const w = new Worker(
+      `const { TargetPool } = await import(${JSON.stringify(url)});
+       const pool = new TargetPool(${JSON.stringify(srv.origin)});
+       pool.request({ method: 'GET', path: '/', headers: '', bodyLength: 0, timeoutMs: 5000 },
+         { onHead() { throw new Error('bug in the sink'); }, onData() { return true; }, onEnd() {}, onError() {} });`,
+      { eval: true, type: 'module' } as never,
+    );
+    const err = await new Promise<Error>((resolve) => w.once('error', resolve));
+    assert.equal(err.message, 'bug in the sink');
+  } finally {
+    await srv.close();
+  }
+});

@@ -58,6 +58,10 @@ export interface TargetPoolOptions {
   /** An idle connection older than this is closed, never reused; default 4000 (below the
    * 5 s keep-alive timeout of Node servers, so ward closes first). */
   idleTimeoutMs?: number;
+  /** An error thrown while handling an upstream connection's events (a bug: in the parser or the
+   * sink) ends that one call with a `protocol` error and comes here, instead of ending the thread
+   * and every other request with it. Without it the error is thrown on (fail fast). */
+  onFault?: (err: unknown) => void;
 }
 
 const HAS_HOST = /(?:^|\n)host:/i;
@@ -70,6 +74,7 @@ export class TargetPool {
   private readonly maxIdle: number;
   private readonly connectTimeoutMs: number;
   private readonly idleTimeoutMs: number;
+  private readonly onFault: ((err: unknown) => void) | undefined;
   private readonly idle: Conn[] = [];
   private sweeper: NodeJS.Timeout | undefined;
   private calls = 0;
@@ -92,6 +97,7 @@ export class TargetPool {
     this.maxIdle = positive(opts.maxIdle, 256, 'maxIdle', true);
     this.connectTimeoutMs = positive(opts.connectTimeoutMs, 5000, 'connectTimeoutMs', false);
     this.idleTimeoutMs = positive(opts.idleTimeoutMs, 4000, 'idleTimeoutMs', false);
+    this.onFault = opts.onFault;
   }
 
   /** Calls started and not yet ended, failed or aborted. */
@@ -198,6 +204,12 @@ export class TargetPool {
   /** @internal */
   callEnded(): void {
     this.calls--;
+  }
+
+  /** @internal A connection's event handler threw (see TargetPoolOptions.onFault). */
+  fault(err: unknown): void {
+    if (this.onFault === undefined) throw err;
+    this.onFault(err);
   }
 }
 
@@ -442,10 +454,34 @@ class Conn implements ResponseHandler {
     s.setNoDelay(true);
     this.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, this);
     s.on('connect', () => this.onConnect());
-    s.on('data', (b: Buffer) => this.onData(b));
-    s.on('end', () => this.onEof());
-    s.on('close', () => this.onClose());
-    s.on('drain', () => this.call?.drainCb?.());
+    s.on('data', (b: Buffer) => {
+      try {
+        this.onData(b);
+      } catch (err) {
+        this.crashed(err);
+      }
+    });
+    s.on('end', () => {
+      try {
+        this.onEof();
+      } catch (err) {
+        this.crashed(err);
+      }
+    });
+    s.on('close', () => {
+      try {
+        this.onClose();
+      } catch (err) {
+        this.crashed(err);
+      }
+    });
+    s.on('drain', () => {
+      try {
+        this.call?.drainCb?.();
+      } catch (err) {
+        this.crashed(err);
+      }
+    });
     s.on('error', noop); // 'close' follows and reports
   }
 
@@ -454,6 +490,23 @@ class Conn implements ResponseHandler {
     this.pending = null;
     if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
     this.socket.destroy();
+  }
+
+  /** A handler of this connection's events threw: this call ends with a protocol error (its sink
+   * told, unless telling it throws too), the connection is closed, and the pool reports the fault. */
+  private crashed(err: unknown): void {
+    const call = this.call;
+    this.call = null;
+    this.destroy();
+    if (call !== null && !call.done) {
+      call.finish();
+      try {
+        call.sink.onError('protocol', call.bodySent, call.responseStarted);
+      } catch {
+        // The sink is what failed; the fault below is reported either way.
+      }
+    }
+    this.pool.fault(err);
   }
 
   /** Ends the current call with an error; the connection is never reused. */

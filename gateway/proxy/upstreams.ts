@@ -55,11 +55,13 @@ class KeySource implements HashKeySource {
 export interface PolicyUpstreamsOptions {
   /** Counts proxied requests of routes under gray release (the listener thread's router). */
   readonly router?: ReleaseRouter;
+  /** Errors thrown while handling an upstream connection (TargetPoolOptions.onFault). */
+  readonly onFault?: (err: unknown) => void;
 }
 
 /** The policy's upstreams as the proxy sees them, in one listener thread. */
 export class PolicyUpstreams implements Upstreams {
-  private readonly registry = new UpstreamRegistry<TargetPool>({ createPool: (origin) => new TargetPool(origin) });
+  private readonly registry = new UpstreamRegistry<TargetPool>({ createPool: (origin) => new TargetPool(origin, { onFault: this.opts.onFault }) });
   private entries = new Map<string, Entry>();
   private readonly src = new KeySource();
 
