@@ -3,7 +3,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { policyDir, basePolicy, startWard, type WardProcess, type PolicyFiles } from './support/ward-process.js';
@@ -113,6 +113,78 @@ test('streams a 20 MB request body and a 20 MB chunked response intact', async (
   assert.equal(got.status, 200);
   assert.equal(got.upDigest, digest, 'upstream received the body intact');
   assert.equal(got.digest, digest, 'client received the response intact');
+});
+
+test('many large answers at once, to clients that read slowly and pause, all arrive intact (one shared read buffer upstream)', async () => {
+  // Six concurrent answers of ~12 MB (more than loopback's socket buffers hold), half with
+  // Content-Length and half chunked, written by the upstream in uneven pieces; each client waits
+  // before it reads and then pauses again and again, so ward holds data under backpressure on
+  // several connections while it goes on reading the others into the same buffer.
+  const bodies = Array.from({ length: 6 }, (_, i) => randomBytes(12 * 1024 * 1024 + i * 131_072 + (i % 5) * 17));
+  up.handle = (req, res) => {
+    const i = Number(new URL(req.url!, 'http://x').searchParams.get('i'));
+    const body = bodies[i]!;
+    res.writeHead(200, i % 2 === 0 ? { 'content-length': String(body.length) } : {});
+    let off = 0;
+    const pump = () => {
+      while (off < body.length) {
+        const end = Math.min(off + 1 + Math.floor(Math.random() * 90_000), body.length);
+        const ok = res.write(body.subarray(off, end));
+        off = end;
+        if (!ok) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    pump();
+  };
+  const fetchOne = (i: number) =>
+    new Promise<string>((resolve, reject) => {
+      const req = httpRequest(`${ward.base}/v1/big?i=${i}`, { headers: auth, agent: false }, (res) => {
+        const h = createHash('sha256');
+        res.pause();
+        setTimeout(() => res.resume(), 150);
+        res.on('data', (c: Buffer) => {
+          h.update(c);
+          if (Math.random() < 0.05) {
+            res.pause();
+            setTimeout(() => res.resume(), Math.floor(Math.random() * 20));
+          }
+        });
+        res.on('end', () => resolve(h.digest('hex')));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const got = await Promise.all(bodies.map((_, i) => fetchOne(i)));
+  up.handle = undefined;
+  assert.deepEqual(
+    got,
+    bodies.map((b) => createHash('sha256').update(b).digest('hex')),
+  );
+});
+
+test('small answers arriving together are each written to their own client unchanged', async () => {
+  // 32 keep-alive clients, 15 requests each: many small answers reach ward in the same turn of its
+  // event loop and are written at its end, each from its own copy.
+  up.handle = (req, res) => res.end(JSON.stringify({ url: req.url, pad: 'x'.repeat(req.url!.length * 7) }));
+  const agent = new Agent({ keepAlive: true, maxSockets: 32 });
+  try {
+    const one = async (c: number) => {
+      const wrong: string[] = [];
+      for (let i = 0; i < 15; i++) {
+        const url = `/v1/small/${c}/${i}`;
+        const r = await request(`${ward.base}${url}`, { headers: auth, agent });
+        if (r.status !== 200 || r.body !== JSON.stringify({ url, pad: 'x'.repeat(url.length * 7) })) wrong.push(`${url}: ${r.status} ${r.body.slice(0, 60)}`);
+      }
+      return wrong;
+    };
+    const wrong = (await Promise.all(Array.from({ length: 32 }, (_, c) => one(c)))).flat();
+    assert.deepEqual(wrong, []);
+  } finally {
+    agent.destroy();
+    up.handle = undefined;
+  }
 });
 
 test('streams a chunked request body of unknown length', async () => {

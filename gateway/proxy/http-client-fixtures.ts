@@ -41,7 +41,7 @@ export function recorder(onData: (c: Buffer) => boolean = () => true): { sink: R
     },
     onData(chunk) {
       if (over()) rec.late.push('data');
-      rec.chunks.push(chunk);
+      rec.chunks.push(Buffer.from(chunk)); // the chunk is the connection's read buffer
       return onData(chunk);
     },
     onEnd() {

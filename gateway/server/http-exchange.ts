@@ -286,7 +286,7 @@ export class HttpExchange implements ResponseSink, Batched {
     if (this.aborted || this.total === -2) return true;
     if (this.total === chunk.length && this.headHeaders !== undefined && chunk.length <= HOLD_MAX) {
       // The whole answer, head and body, in one piece: the common API response.
-      this.held = chunk;
+      this.held = Buffer.from(chunk); // copy: chunk is the upstream connection's read buffer
       this.total = -2;
       afterBatch(this);
       return true;
@@ -300,7 +300,7 @@ export class HttpExchange implements ResponseSink, Batched {
         const [written, done] = res.tryEnd(chunk, this.total);
         if (done) this.total = -2;
         else if (!written) {
-          this.pending = chunk;
+          this.pending = Buffer.from(chunk); // copy, as above
           this.pendingOffset = offset;
           ok = false;
         }
