@@ -1,4 +1,4 @@
-// Request heads written at the end of a batch (write-batch.ts), through the real client and real
+// Request heads written at the end of a batch (gateway/event-batch.ts), through the real client and real
 // loopback servers: every request still arrives once, in more batches than one, and a request
 // given up within its batch never reaches the upstream.
 import { test } from 'node:test';

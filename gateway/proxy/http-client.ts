@@ -459,25 +459,6 @@ class Conn implements ResponseHandler {
     connectTimeoutMs: number,
   ) {
     this.parser = new ResponseParser(this);
-    const s = (this.socket = connect({
-      port,
-      host,
-      onread: {
-        buffer: READ_BUFFER,
-        // true: go on reading; a paused sink pauses the socket itself (feed()).
-        callback: (n: number, buf: Uint8Array): boolean => {
-          try {
-            this.onData((buf as Buffer).subarray(0, n));
-          } catch (err) {
-            this.crashed(err);
-          }
-          return true;
-        },
-      },
-    }));
-    s.setNoDelay(true);
-    this.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, this);
-    s.on('connect', () => this.onConnect());
     // A handler that throws (a bug) costs this call, not the thread: see crashed().
     const guarded =
       <T>(fn: (arg: T) => void) =>
@@ -488,6 +469,16 @@ class Conn implements ResponseHandler {
           this.crashed(err);
         }
       };
+    const onRead = guarded((b: Buffer) => this.onData(b));
+    const s = (this.socket = connect({
+      port,
+      host,
+      // true: go on reading; a paused sink pauses the socket itself (feed()).
+      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array): boolean => (onRead((buf as Buffer).subarray(0, n)), true) },
+    }));
+    s.setNoDelay(true);
+    this.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, this);
+    s.on('connect', () => this.onConnect());
     s.on('end', guarded(() => this.onEof()));
     s.on('close', guarded(() => this.onClose()));
     s.on('drain', guarded(() => this.call?.drainCb?.()));
