@@ -37,7 +37,7 @@ export function recorder(onData: (c: Buffer) => boolean = () => true): { sink: R
     onHead(status, headers) {
       if (over() || rec.status !== 0) rec.late.push('head');
       rec.status = status;
-      rec.headers = headers;
+      rec.headers = [...headers];
     },
     onData(chunk) {
       if (over()) rec.late.push('data');

@@ -28,7 +28,7 @@ export interface OutgoingRequest {
 
 export interface ResponseSink {
   /** headers: flat [name, value, ...], names lower-case, hop-by-hop fields removed. */
-  onHead(status: number, headers: string[]): void;
+  onHead(status: number, headers: readonly string[]): void;
   /** De-chunked body bytes, valid only during the call: they live in the connection's read buffer,
    * which the next read overwrites, so a sink copies what it keeps. false = stop reading until
    * call.resume(). */
@@ -534,7 +534,7 @@ class Conn implements ResponseHandler {
     this.socket.resume();
   }
 
-  onResponseHead(status: number, headers: string[]): boolean {
+  onResponseHead(status: number, headers: readonly string[]): boolean {
     const call = this.call!;
     call.headReceived = true;
     call.dlList?.remove(call);

@@ -21,7 +21,7 @@ function parse(parts: Buffer[], opts: { head?: boolean; eof?: boolean } = {}): P
     onResponseHead(status, headers) {
       assert.equal(out.status, 0, 'one final head per response');
       out.status = status;
-      out.headers = headers;
+      out.headers = [...headers];
       return true;
     },
     onResponseData(chunk) {
@@ -247,4 +247,63 @@ test('a handler returning false stops parsing right after that data, and the res
   }
   assert.deepEqual(seen, ['ab', 'cd']);
   assert.equal(rest.length, 0);
+});
+
+test('a connection answering with the same head again gets the same parse, and a different head of the same length is parsed anew', () => {
+  // One parser, as one keep-alive connection: the second identical head comes from the parser's
+  // cache of the last head (compared byte for byte), which must not change any outcome.
+  const seen: { status: number; headers: readonly string[]; body: string; complete: boolean }[] = [];
+  let cur: { status: number; headers: readonly string[]; body: string; complete: boolean };
+  const p = new ResponseParser({
+    onResponseHead(status, headers) {
+      cur = { status, headers, body: '', complete: false };
+      seen.push(cur);
+      return true;
+    },
+    onResponseData(chunk) {
+      cur.body += chunk.toString('latin1');
+      return true;
+    },
+    onResponseComplete() {
+      cur.complete = true;
+    },
+  });
+  const send = (raw: string, head = false) => {
+    p.reset(head);
+    const buf = Buffer.from(raw, 'latin1');
+    assert.equal(p.execute(buf), buf.length, p.error);
+  };
+  const a = 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: x-hop\r\nX-Hop: 1\r\n\r\n';
+  send(a + 'hello');
+  send(a + 'world');
+  send(a, true); // HEAD: the same head, no body this time
+  // Same length as `a`, other bytes: status 404, Content-Length 7.
+  const b = 'HTTP/1.1 404 No\r\nContent-Type: text/plain\r\nContent-Length: 7\r\nConnection: x-hop\r\nX-Hop: 1\r\n\r\n';
+  assert.equal(b.length, a.length);
+  send(b + 'missing');
+  send(a + 'again');
+  assert.deepEqual(
+    seen.map((r) => [r.status, r.body, r.complete]),
+    [
+      [200, 'hello', true],
+      [200, 'world', true],
+      [200, '', true],
+      [404, 'missing', true],
+      [200, 'again', true],
+    ],
+  );
+  for (const r of seen) assert.deepEqual(r.headers, ['content-type', 'text/plain', 'content-length', r.status === 404 ? '7' : '5']);
+  // Shared between responses, so nobody may change them: they are frozen, and a write throws.
+  assert.ok(Object.isFrozen(seen[1].headers));
+  assert.throws(() => (seen[1].headers as string[]).push('x'));
+  // A chunked head that also has Content-Length: stripped for every response that reuses it.
+  const c = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n';
+  send(c + '3\r\nabc\r\n0\r\n\r\n');
+  assert.equal(p.keepAlive, false);
+  send(c + '2\r\nde\r\n0\r\n\r\n');
+  assert.equal(p.keepAlive, false);
+  assert.deepEqual(seen.slice(5).map((r) => [r.headers, r.body, r.complete]), [
+    [[], 'abc', true],
+    [[], 'de', true],
+  ]);
 });

@@ -110,7 +110,7 @@ export class HttpExchange implements ResponseSink, Batched {
   private headSent = false;
   /** The upstream's response head, until it is written with the first body bytes. */
   private headStatus = 0;
-  private headHeaders: string[] | undefined;
+  private headHeaders: readonly string[] | undefined;
   private total = -1;
   private pending: Buffer | undefined;
   private pendingOffset = 0;
@@ -241,7 +241,7 @@ export class HttpExchange implements ResponseSink, Batched {
 
   // ---- response: upstream → client (ResponseSink) ----
 
-  onHead(status: number, headers: string[]): void {
+  onHead(status: number, headers: readonly string[]): void {
     if (this.aborted) return;
     let total = -1;
     for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'content-length') total = Number(headers[i + 1]);
@@ -264,7 +264,7 @@ export class HttpExchange implements ResponseSink, Batched {
   }
 
   /** Status line and headers; inside a cork. */
-  private writeHead(status: number, headers: string[]): void {
+  private writeHead(status: number, headers: readonly string[]): void {
     const res = this.res;
     res.writeStatus(statusLine(status));
     for (let i = 0; i < headers.length; i += 2) {
