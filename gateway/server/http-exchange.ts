@@ -29,12 +29,55 @@ function skippedResponseHeader(name: string): boolean {
   return name === 'content-length' || name === 'date';
 }
 
+/** The upstream header lines ward copies to the client, prepared once per distinct upstream head:
+ * the parser hands the same frozen array for byte-identical heads (response-parser.ts), so most
+ * answers find theirs here. uWS then gets them in one writeHeader call, as bytes, instead of one
+ * call and two string conversions per header. The value carries the later lines after CRLF: uWS
+ * writes `name: value\r\n` verbatim, and the parser has refused any CR or LF inside a field. */
+interface CopiedLines {
+  readonly name: Buffer;
+  readonly rest: Buffer;
+}
+const copiedLines = new WeakMap<readonly string[], CopiedLines | null>();
+
+function prepareCopiedLines(headers: readonly string[]): CopiedLines | null {
+  let name: string | undefined;
+  let rest = '';
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i]!;
+    if (skippedResponseHeader(n)) continue;
+    if (name === undefined) {
+      name = n;
+      rest = headers[i + 1]!;
+    } else {
+      rest += '\r\n' + n + ': ' + headers[i + 1]!;
+    }
+  }
+  return name === undefined ? null : { name: Buffer.from(name, 'latin1'), rest: Buffer.from(rest) };
+}
+
+const X_REQUEST_ID = Buffer.from('x-request-id', 'latin1');
+
 /** Queue at most this much request body before the upstream call exists, then pause the client. */
 const EARLY_BODY_PAUSE = 64 * 1024;
 /** A body up to this size is kept until the upstream answers, so a connect failure can send it to another target. */
 const REPLAY_MAX = 64 * 1024;
-/** A whole answer up to this size is written at the end of the batch (event-batch.ts). */
-const HOLD_MAX = 16 * 1024;
+/**
+ * The most ward writes inside one res.cork(). The uWS build ward runs on loses data written
+ * inside a cork when it overflows uWS's 16 KiB cork buffer at a moment the socket cannot take the
+ * buffer's contents: uncork() flushes the buffer, and when that flush fails it returns without
+ * writing or buffering the write that overflowed (fixed upstream in uWebSockets v20.77: "Buffer
+ * optional uncork data after failure to flush already corked data"). For res.write() that is a
+ * chunk gone from a chunked response whose size line was already sent, which breaks the client's
+ * framing; for end() and the header writes, bytes gone from the answer. So a cork here never holds
+ * more than this (the margin covers what uWS adds: Date, Content-Length or chunk framing); larger
+ * writes go uncorked, where uWS buffers whatever the socket does not take. tryEnd() is safe either
+ * way: when it overflows it writes nothing and says so, and its caller retries from the offset.
+ */
+export const CORK_BUDGET = 16 * 1024 - 512;
+/** What uWS adds to a response head ward writes: its Date and uWebSockets lines, Content-Length
+ * or Transfer-Encoding, the blank line, and the x-request-id name. */
+const HEAD_OVERHEAD = 160;
 
 export interface ExchangeEnv {
   readonly upstreams: Upstreams;
@@ -74,14 +117,22 @@ function bodyPrefix(v: Verdict): string {
 
 /** Writes a JSON answer ward composes itself (e.g. the /v1/e2e/ endpoints). */
 export function writeJson(res: HttpResponse, status: number, body: unknown, headers: readonly string[] = []): void {
-  const text = JSON.stringify(body);
-  res.cork(() => {
+  const text = Buffer.from(JSON.stringify(body));
+  let bytes = HEAD_OVERHEAD + 64 + text.length;
+  for (let i = 0; i < headers.length; i++) bytes += Buffer.byteLength(headers[i]!) + 2;
+  corkIfFits(res, bytes, () => {
     res.writeStatus(statusLine(status));
     for (let i = 0; i < headers.length; i += 2) res.writeHeader(headers[i]!, headers[i + 1]!);
     res.writeHeader('content-type', 'application/json');
     res.writeHeader('cache-control', 'no-store');
     res.end(text);
   });
+}
+
+/** Runs `write` corked when `bytes` fit the cork budget (one syscall), uncorked otherwise (see CORK_BUDGET). */
+function corkIfFits(res: HttpResponse, bytes: number, write: () => void): void {
+  if (bytes <= CORK_BUDGET) res.cork(write);
+  else write();
 }
 
 export class HttpExchange implements ResponseSink, Batched {
@@ -111,6 +162,11 @@ export class HttpExchange implements ResponseSink, Batched {
   /** The upstream's response head, until it is written with the first body bytes. */
   private headStatus = 0;
   private headHeaders: readonly string[] | undefined;
+  /** The upstream header lines ward copies, and the response head's size in bytes (about). */
+  private headLines: CopiedLines | null = null;
+  private headBytes = 0;
+  /** The upstream's answer is complete while its last bytes still wait in `pending` for the client. */
+  private upstreamEnded = false;
   private total = -1;
   private pending: Buffer | undefined;
   private pendingOffset = 0;
@@ -247,11 +303,15 @@ export class HttpExchange implements ResponseSink, Batched {
     for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'content-length') total = Number(headers[i + 1]);
     this.headSent = true;
     this.env.upstreams.report(this.target!, status >= 500 ? '5xx' : status >= 400 ? '4xx' : 'ok', Date.now() - this.startedAt, this.grant);
+    let lines = copiedLines.get(headers);
+    if (lines === undefined) copiedLines.set(headers, (lines = prepareCopiedLines(headers)));
+    this.headLines = lines;
+    this.headBytes = HEAD_OVERHEAD + 64 + this.head.requestId.length + (lines === null ? 0 : lines.name.length + lines.rest.length + 4);
     if (this.head.method === 'HEAD' || status === 204 || status === 304) {
       const res = this.res;
       this.total = -2; // ended
-      res.cork(() => {
-        this.writeHead(status, headers);
+      corkIfFits(res, this.headBytes, () => {
+        this.writeHead(status);
         res.endWithoutBody(total >= 0 ? total : undefined);
       });
       return;
@@ -263,28 +323,31 @@ export class HttpExchange implements ResponseSink, Batched {
     this.headHeaders = headers;
   }
 
-  /** Status line and headers; inside a cork. */
-  private writeHead(status: number, headers: readonly string[]): void {
+  /** Status line and headers (prepared by onHead). */
+  private writeHead(status: number): void {
     const res = this.res;
     res.writeStatus(statusLine(status));
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      if (!skippedResponseHeader(name)) res.writeHeader(name, headers[i + 1]!);
-    }
-    res.writeHeader('x-request-id', this.head.requestId);
+    const lines = this.headLines;
+    if (lines !== null) res.writeHeader(lines.name, lines.rest);
+    res.writeHeader(X_REQUEST_ID, this.head.requestId);
   }
 
   private flushHead(): void {
-    const h = this.headHeaders;
-    if (h !== undefined) {
+    if (this.headHeaders !== undefined) {
       this.headHeaders = undefined;
-      this.writeHead(this.headStatus, h);
+      this.writeHead(this.headStatus);
     }
+  }
+
+  /** Bytes the response head still to be written takes in a cork (0 once written). */
+  private get unwrittenHead(): number {
+    return this.headHeaders !== undefined ? this.headBytes : 0;
   }
 
   onData(chunk: Buffer): boolean {
     if (this.aborted || this.total === -2) return true;
-    if (this.total === chunk.length && this.headHeaders !== undefined && chunk.length <= HOLD_MAX) {
+    const head = this.unwrittenHead;
+    if (this.total === chunk.length && head > 0 && head + chunk.length <= CORK_BUDGET) {
       // The whole answer, head and body, in one piece: the common API response.
       this.held = Buffer.from(chunk); // copy: chunk is the upstream connection's read buffer
       this.total = -2;
@@ -293,9 +356,11 @@ export class HttpExchange implements ResponseSink, Batched {
     }
     const res = this.res;
     let ok = true;
-    res.cork(() => {
-      this.flushHead();
-      if (this.total >= 0) {
+    if (this.total >= 0) {
+      // tryEnd() may overflow a cork safely (see CORK_BUDGET); only a large head goes out first.
+      if (head > CORK_BUDGET) this.flushHead();
+      res.cork(() => {
+        this.flushHead();
         const offset = res.getWriteOffset();
         const [written, done] = res.tryEnd(chunk, this.total);
         if (done) this.total = -2;
@@ -304,10 +369,17 @@ export class HttpExchange implements ResponseSink, Batched {
           this.pendingOffset = offset;
           ok = false;
         }
-      } else {
+      });
+    } else if (head + chunk.length + 16 <= CORK_BUDGET) {
+      res.cork(() => {
+        this.flushHead();
         ok = res.write(chunk);
-      }
-    });
+      });
+    } else {
+      // A chunk too big for the cork goes uncorked, after the head (see CORK_BUDGET).
+      if (head > 0) corkIfFits(res, head, () => this.flushHead());
+      ok = res.write(chunk);
+    }
     if (!ok) this.hookWritable();
     return ok;
   }
@@ -328,6 +400,12 @@ export class HttpExchange implements ResponseSink, Batched {
 
   onEnd(): void {
     if (this.held !== undefined) return; // runBatched() writes it and ends the exchange
+    if (this.pending !== undefined && !this.aborted) {
+      // The last bytes still wait for the client to drain: onWritable ends the exchange once they
+      // are written (the lease is held until then, as for any response still being sent).
+      this.upstreamEnded = true;
+      return;
+    }
     if (!this.aborted && this.total > 0) {
       // The upstream ended short of its Content-Length: cut the client's response too. end()
       // first: close() runs onAborted at once, which would count the request as client_aborted.
@@ -337,7 +415,7 @@ export class HttpExchange implements ResponseSink, Batched {
     }
     if (!this.aborted && this.total !== -2) {
       const res = this.res;
-      res.cork(() => {
+      corkIfFits(res, this.unwrittenHead + 16, () => {
         this.flushHead();
         res.end();
       });
@@ -393,6 +471,10 @@ export class HttpExchange implements ResponseSink, Batched {
         if (done) this.total = -2;
         if (!written && !done) return false;
         this.pending = undefined;
+        if (this.upstreamEnded) {
+          this.onEnd();
+          return true;
+        }
       }
       this.call?.resume();
       return true;
