@@ -74,6 +74,31 @@ test('admits the burst, then answers 429 rate_limited with Retry-After and RateL
   assert.match(String(refusal.headers['ratelimit']), /^"api";r=0;t=\d+$/);
 });
 
+test('a 429 reaches the client as one well-formed head: each header line once, then the JSON body', async () => {
+  // ward writes a refusal's header lines as one prepared block (http-exchange.ts): the bytes on the
+  // wire must still be the status line, one line per field, a blank line and the body.
+  const h = tok('t-raw-429');
+  for (let i = 0; i < 12; i++) await request(`${ward.base}/v1/x`, { headers: h });
+  const raw = await sendRaw(ward.base, `GET /v1/x HTTP/1.1\r\nHost: x\r\nAuthorization: ${h.authorization}\r\nConnection: close\r\n\r\n`);
+  const [head, body] = raw.split('\r\n\r\n');
+  const lines = head!.split('\r\n');
+  assert.equal(lines[0], 'HTTP/1.1 429 Too Many Requests');
+  const names = lines.slice(1).map((l) => {
+    assert.match(l, /^[A-Za-z][A-Za-z0-9-]*: \S/, `header line ${JSON.stringify(l)}`);
+    return l.slice(0, l.indexOf(':')).toLowerCase();
+  });
+  for (const n of ['retry-after', 'ratelimit-policy', 'ratelimit', 'content-type', 'content-length']) {
+    assert.equal(names.filter((x) => x === n).length, 1, `${n} once in ${JSON.stringify(names)}`);
+  }
+  assert.ok(lines.includes('content-type: application/json'), head);
+  assert.ok(lines.includes('RateLimit-Policy: "api";q=10;w=2'), head);
+  assert.equal(Number(lines.find((l) => l.toLowerCase().startsWith('content-length:'))!.split(': ')[1]), Buffer.byteLength(body!));
+  const json = JSON.parse(body!);
+  assert.equal(json.error, 'rate_limited');
+  assert.equal(json.bucket, 'api');
+  assert.match(json.request_id, /^[0-9a-z]+-[0-9a-z]+$/);
+});
+
 test('never admits more than burst + rate*t over an interval', async () => {
   const h = tok('t-bound');
   const start = Date.now();

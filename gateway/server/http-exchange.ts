@@ -92,27 +92,53 @@ export function answer(res: HttpResponse, v: Verdict, requestId: string, closeCo
     res.close();
     return;
   }
-  const body = bodyPrefix(v) + requestId + '"}';
+  const a = preparedAnswer(v);
+  const body = a.bodyPrefix + requestId + '"}';
   res.cork(() => {
-    res.writeStatus(statusLine(v.status));
-    const h = v.headers;
-    if (h) for (let i = 0; i < h.length; i += 2) res.writeHeader(h[i]!, h[i + 1]!);
-    res.writeHeader('content-type', 'application/json');
-    res.end(body, closeConnection || v.status === 400 || v.status === 413 || v.status === 431 || v.status === 501 || v.status === 503);
+    res.writeStatus(a.status);
+    res.writeHeader(a.firstName, a.lines);
+    res.end(body, closeConnection || a.closes);
   });
 }
 
-/** `{"error":…,<extra>,"request_id":"` of a verdict, built once per verdict object. */
-const prefixes = new WeakMap<Verdict, string>();
-function bodyPrefix(v: Verdict): string {
-  let p = prefixes.get(v);
-  if (p === undefined) {
-    p = '{"error":' + JSON.stringify(v.error);
-    if (v.extra) for (const k in v.extra) p += ',' + JSON.stringify(k) + ':' + JSON.stringify(v.extra[k]);
-    p += ',"request_id":"';
-    prefixes.set(v, p);
+/** What a verdict's answer always carries, built once per verdict object (refusals are cached per
+ * bucket and retry time, pipeline/verdicts.ts): the status line and every header line as bytes, for
+ * one writeStatus and one writeHeader call (see CopiedLines), and the body up to the request id. */
+interface PreparedAnswer {
+  readonly status: Buffer;
+  readonly firstName: Buffer;
+  readonly lines: Buffer;
+  readonly bodyPrefix: string;
+  readonly closes: boolean;
+}
+const preparedAnswers = new WeakMap<Verdict, PreparedAnswer>();
+
+function preparedAnswer(v: Verdict): PreparedAnswer {
+  let a = preparedAnswers.get(v);
+  if (a === undefined) {
+    let body = '{"error":' + JSON.stringify(v.error);
+    if (v.extra) for (const k in v.extra) body += ',' + JSON.stringify(k) + ':' + JSON.stringify(v.extra[k]);
+    const h = v.headers ?? [];
+    let first = 'content-type';
+    let lines = 'application/json';
+    for (let i = 0; i < h.length; i += 2) {
+      if (i === 0) {
+        first = h[0]!;
+        lines = h[1]!;
+      } else lines += '\r\n' + h[i]! + ': ' + h[i + 1]!;
+    }
+    if (h.length > 0) lines += '\r\ncontent-type: application/json';
+    const s = v.status;
+    a = {
+      status: Buffer.from(statusLine(s), 'latin1'),
+      firstName: Buffer.from(first, 'latin1'),
+      lines: Buffer.from(lines),
+      bodyPrefix: body + ',"request_id":"',
+      closes: s === 400 || s === 413 || s === 431 || s === 501 || s === 503,
+    };
+    preparedAnswers.set(v, a);
   }
-  return p;
+  return a;
 }
 
 /** Writes a JSON answer ward composes itself (e.g. the /v1/e2e/ endpoints). */
