@@ -280,6 +280,37 @@ describe('fault containment', () => {
   });
 });
 
+describe('fault containment at the end of a turn', () => {
+  it('a bug writing one held answer closes that connection only, even with one worker', async () => {
+    const up = await startUpstream();
+    // A small answer with Content-Length arrives whole: ward holds it to the end of the turn.
+    up.handle = (req, res) => res.end(JSON.stringify({ url: req.url }));
+    const p = policyDir();
+    p.write(basePolicy(up.url));
+    // WARD_FAULT_THROW_ANSWER_PATH: writing the (small, whole, held) answer to this path throws.
+    const w = await startWard(p.dir, { workers: 1, env: { WARD_FAULT_THROW_ANSWER_PATH: '/v1/boom-answer' } });
+    try {
+      const token = signJwt(p.key, standardClaims('acme'));
+      // Others' answers held in the same turns are written all the same.
+      const results = await Promise.allSettled([
+        request(w.base + '/v1/boom-answer', { headers: bearer(token) }),
+        ...Array.from({ length: 6 }, (_, i) => request(w.base + `/v1/ok/${i}`, { headers: bearer(token) })),
+      ]);
+      assert.equal(results[0]!.status, 'rejected');
+      assert.match(String((results[0] as PromiseRejectedResult).reason), /socket hang up|ECONNRESET/);
+      for (const r of results.slice(1)) assert.equal(r.status === 'fulfilled' && r.value.status, 200);
+      assert.equal((await request(w.base + '/v1/ok', { headers: bearer(token) })).status, 200);
+      assert.equal(w.proc.exitCode, null);
+      assert.ok(w.logs.some((l) => /"level":50.*injected fault \(WARD_FAULT_THROW_ANSWER_PATH\).*writing an answer; its connection is closed/.test(l)), w.logs.slice(-5).join('\n'));
+      const metrics = (await request(w.admin + '/metrics')).body;
+      assert.match(metrics, /ward_requests_total\{tenant="acme",route="api",outcome="error"\} 1\b/);
+      for (const l of metrics.split('\n').filter((x) => x.startsWith('ward_concurrency_in_use{'))) assert.match(l, / 0$/, 'no lease left behind');
+    } finally {
+      await stopAll(w, up, p);
+    }
+  });
+});
+
 describe('SIGTERM drain', () => {
   let up: TestUpstream;
   let p: PolicyFiles;

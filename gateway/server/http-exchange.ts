@@ -84,7 +84,13 @@ export interface ExchangeEnv {
   readonly accessLog: AccessLog;
   /** In-flight exchanges, for draining. */
   inFlightChanged(delta: 1 | -1): void;
+  /** An error thrown while writing an answer (a bug): that request's connection was closed. */
+  answerFault(err: unknown, requestId: string): void;
 }
+
+/** Fault injection for tests and game days: writing the answer to a request for exactly this path
+ * throws, as a bug in the exchange would. Never set in production. */
+const ANSWER_FAULT_PATH = process.env.WARD_FAULT_THROW_ANSWER_PATH;
 
 /** Writes a refusal: a JSON body with request_id, or a silent close for drops. */
 export function answer(res: HttpResponse, v: Verdict, requestId: string, closeConnection = false): void {
@@ -410,16 +416,31 @@ export class HttpExchange implements ResponseSink, Batched {
     return ok;
   }
 
-  /** Writes a held answer and ends the exchange (unless the client went away meanwhile). */
+  /** Writes a held answer and ends the exchange (unless the client went away meanwhile). Runs at
+   * the end of the event-loop turn, outside any handler that would contain an error: one thrown here
+   * (a bug) costs this request its connection, not the thread and every request on it. */
   runBatched(): void {
     const body = this.held!;
     this.held = undefined;
     if (!this.aborted) {
-      const res = this.res;
-      res.cork(() => {
-        this.flushHead();
-        res.end(body);
-      });
+      try {
+        if (ANSWER_FAULT_PATH !== undefined && this.head.url === ANSWER_FAULT_PATH) throw new Error('injected fault (WARD_FAULT_THROW_ANSWER_PATH)');
+        const res = this.res;
+        res.cork(() => {
+          this.flushHead();
+          res.end(body);
+        });
+      } catch (err) {
+        // end() first: close() runs onAborted at once, which would count it as client_aborted.
+        this.end('error');
+        this.env.answerFault(err, this.head.requestId);
+        try {
+          this.res.close();
+        } catch {
+          // Already closed.
+        }
+        return;
+      }
     }
     this.end('ok');
   }

@@ -127,6 +127,10 @@ export class HttpListener implements ExchangeEnv {
     }
   }
 
+  answerFault(err: unknown, requestId: string): void {
+    this.deps.log.error({ err, request_id: requestId }, 'uncaught error writing an answer; its connection is closed');
+  }
+
   get upstreams(): Upstreams {
     return this.deps.upstreams;
   }
