@@ -63,7 +63,7 @@ export class Pipeline {
 
   /** The flood guard alone (deny/allow, per-address rate, bans): the drop verdict, or undefined.
    * The cheapest check of all, so the edge runs it before copying anything from the request. */
-  screenAddress(remote: ArrayBuffer, nowMs: number): Verdict | undefined {
+  screenAddress(remote: Uint8Array, nowMs: number): Verdict | undefined {
     const v = this.deps.flood.check(remote, nowMs);
     if (v < FloodVerdict.Denied) return undefined;
     const cell = v === FloodVerdict.Denied ? this.dropCells.denied : v === FloodVerdict.Banned ? this.dropCells.banned : this.dropCells.flooding;

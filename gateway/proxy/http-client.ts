@@ -20,6 +20,8 @@ export interface OutgoingRequest {
   /** Pre-serialised "Name: value\r\n" lines without hop-by-hop fields, Content-Length or
    * Transfer-Encoding. Host is added from the target unless present. Encoded as UTF-8. */
   headers: string;
+  /** Whether `headers` has a Host line, when the caller knows (saves scanning them); else looked up. */
+  hasHost?: boolean;
   /** 0 = no body; >0 = exact Content-Length; -1 = unknown length, sent chunked. */
   bodyLength: number;
   /** Time allowed from request start until the response head is received; 0 = none. */
@@ -121,7 +123,7 @@ export class TargetPool {
 
   request(req: OutgoingRequest, sink: ResponseSink): UpstreamCall {
     let head = req.method + ' ' + req.path + ' HTTP/1.1\r\n';
-    if (!HAS_HOST.test(req.headers)) head += this.hostLine;
+    if (!(req.hasHost ?? HAS_HOST.test(req.headers))) head += this.hostLine;
     head += req.headers + 'Connection: keep-alive\r\n';
     const n = req.bodyLength;
     if (n > 0) head += 'Content-Length: ' + n + '\r\n\r\n';

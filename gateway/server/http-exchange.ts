@@ -8,7 +8,7 @@ import { STATUS_CODES } from 'node:http';
 import type { HttpResponse } from './uws.js';
 import type { Grant, RequestHead, Verdict } from '../pipeline/types.js';
 import { isVerdict } from '../pipeline/types.js';
-import type { Pipeline } from '../pipeline/pipeline.js';
+import { headerOf, type Pipeline } from '../pipeline/pipeline.js';
 import * as verdicts from '../pipeline/verdicts.js';
 import type { ResponseSink, UpstreamCall, UpstreamErrorKind } from '../proxy/http-client.js';
 import { forwardHeaderBlock } from '../proxy/forward-headers.js';
@@ -257,7 +257,7 @@ export class HttpExchange implements ResponseSink, Batched {
     const headers = forwardHeaderBlock(h.headers, h.remoteText, h.requestId, grant.route.public ? undefined : grant.tenant);
     const path = h.query.length > 0 ? h.url + '?' + h.query : h.url;
     const call = target.pool.request(
-      { method: h.method, path, headers, bodyLength: this.bodyLength, timeoutMs: this.env.upstreams.timeoutMs(grant.upstream) },
+      { method: h.method, path, headers, hasHost: headerOf(h, 'host') !== undefined, bodyLength: this.bodyLength, timeoutMs: this.env.upstreams.timeoutMs(grant.upstream) },
       this,
     );
     this.call = call;

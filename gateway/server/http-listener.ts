@@ -73,14 +73,14 @@ export function nextRequestId(): string {
 }
 
 /** Copies what the pipeline needs out of the uWS request: it is invalid once the handler returns. */
-export function copyHead(req: HttpRequest, res: HttpResponse, upgrade: boolean, remote?: ArrayBuffer): RequestHead {
+export function copyHead(req: HttpRequest, res: HttpResponse, upgrade: boolean, remote?: Uint8Array): RequestHead {
   const headers: string[] = [];
   let headBytes = 0;
   req.forEach((k, v) => {
     headers.push(k, v);
     headBytes += k.length + v.length + 4;
   });
-  const remoteBytes = remote ?? res.getRemoteAddress();
+  const remoteBytes = remote ?? new Uint8Array(res.getRemoteAddress());
   return {
     method: req.getMethod().toUpperCase(),
     url: req.getUrl(),
@@ -183,7 +183,8 @@ export class HttpListener implements ExchangeEnv {
   private onRequest(res: HttpResponse, req: HttpRequest): void {
     if (FAULT_PATH !== undefined && req.getUrl() === FAULT_PATH) throw new Error('injected fault (WARD_FAULT_THROW_PATH)');
     const pipeline = this.deps.current();
-    const remote = res.getRemoteAddress();
+    // One view of the address for the flood guard and the formatter (one getpeername per request).
+    const remote = new Uint8Array(res.getRemoteAddress());
     // Deny-listed and banned sources are dropped before anything is copied from the request.
     if (pipeline !== undefined && pipeline.screenAddress(remote, Date.now()) !== undefined) {
       res.close();

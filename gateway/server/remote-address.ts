@@ -5,8 +5,7 @@
 const v4Cache = new Map<number, string>();
 const V4_CACHE_MAX = 4096;
 
-export function formatAddress(buf: ArrayBuffer): string {
-  const b = new Uint8Array(buf);
+export function formatAddress(b: Uint8Array): string {
   if (b.length === 4) return v4(b, 0);
   if (b.length !== 16) return '';
   let mapped = b[10] === 0xff && b[11] === 0xff;
