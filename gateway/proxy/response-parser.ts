@@ -293,6 +293,14 @@ export class ResponseParser {
     let next: number;
     const prev = this.partial;
     if (prev === null) {
+      const last = this.lastHeadBytes;
+      if (last !== null) {
+        // The same head as last time, ended by CRLFCRLF right after it: no search, no parse.
+        const end = off + last.length;
+        if (end + 4 <= len && buf[end] === CR && buf[end + 1] === LF && buf[end + 2] === CR && buf[end + 3] === LF && buf.compare(last, 0, last.length, off, end) === 0) {
+          return this.applyHead(this.lastHead!) < 0 ? -1 : end + 4;
+        }
+      }
       const i = buf.indexOf(HEAD_END, off);
       if (i < 0) {
         if (len - off > MAX_HEAD_BYTES) return this.fail('response head too large');
@@ -300,10 +308,6 @@ export class ResponseParser {
         return len;
       }
       if (i + 4 - off > MAX_HEAD_BYTES) return this.fail('response head too large');
-      const last = this.lastHeadBytes;
-      if (last !== null && last.length === i - off && buf.compare(last, 0, last.length, off, i) === 0) {
-        return this.applyHead(this.lastHead!) < 0 ? -1 : i + 4;
-      }
       text = buf.toString('utf8', off, i);
       next = i + 4;
       const parsed = this.parseHead(text);

@@ -358,7 +358,7 @@ export class HttpExchange implements ResponseSink, Batched {
   /** Status line and headers (prepared by onHead). */
   private writeHead(status: number): void {
     const res = this.res;
-    res.writeStatus(statusLine(status));
+    if (status !== 200) res.writeStatus(statusLine(status)); // uWS writes "200 OK" by itself
     const lines = this.headLines;
     if (lines !== null) res.writeHeader(lines.name, lines.rest);
     res.writeHeader(X_REQUEST_ID, this.head.requestId);
