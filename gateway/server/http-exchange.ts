@@ -193,7 +193,8 @@ export class HttpExchange implements ResponseSink, Batched {
   private headSent = false;
   /** The upstream's response head, until it is written with the first body bytes. */
   private headStatus = 0;
-  private headHeaders: readonly string[] | undefined;
+  /** The upstream's response head is still to be written (with the first body bytes or the end). */
+  private headPending = false;
   /** The upstream header lines ward copies, and the response head's size in bytes (about). */
   private headLines: CopiedLines | null = null;
   private headBytes = 0;
@@ -352,7 +353,7 @@ export class HttpExchange implements ResponseSink, Batched {
     // for the common response that arrives whole.
     this.total = total;
     this.headStatus = status;
-    this.headHeaders = headers;
+    this.headPending = true;
   }
 
   /** Status line and headers (prepared by onHead). */
@@ -365,15 +366,15 @@ export class HttpExchange implements ResponseSink, Batched {
   }
 
   private flushHead(): void {
-    if (this.headHeaders !== undefined) {
-      this.headHeaders = undefined;
+    if (this.headPending) {
+      this.headPending = false;
       this.writeHead(this.headStatus);
     }
   }
 
   /** Bytes the response head still to be written takes in a cork (0 once written). */
   private get unwrittenHead(): number {
-    return this.headHeaders !== undefined ? this.headBytes : 0;
+    return this.headPending ? this.headBytes : 0;
   }
 
   onData(chunk: Buffer): boolean {
