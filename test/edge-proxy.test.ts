@@ -227,6 +227,52 @@ test('HEAD and 204 responses carry no body', async () => {
   up.handle = undefined;
 });
 
+test('answers with heads and chunks larger than a uWS cork arrive whole (written uncorked)', async () => {
+  // ward writes at most CORK_BUDGET bytes inside one uWS cork (http-exchange.ts): bigger heads and
+  // chunks take the uncorked path. Heads of ~24 KB, with a Content-Length body, a chunked body of
+  // 40 KB pieces, on HEAD and 204, must all reach the client exactly.
+  const big = (c: string) => c.repeat(6000);
+  const headers = { 'x-big-a': big('a'), 'x-big-b': big('b'), 'x-big-c': big('c'), 'x-big-d': big('d') };
+  const piece = (i: number) => Buffer.alloc(40_000, 65 + i);
+  up.handle = (req, res) => {
+    const u = new URL(req.url!, 'http://x');
+    if (u.pathname.endsWith('/cl')) {
+      res.writeHead(200, { ...headers, 'content-length': '5' });
+      res.end('hello');
+    } else if (u.pathname.endsWith('/chunked')) {
+      res.writeHead(200, headers);
+      for (let i = 0; i < 5; i++) res.write(piece(i));
+      res.end();
+    } else if (req.method === 'HEAD') {
+      res.writeHead(200, { ...headers, 'content-length': '7' });
+      res.end();
+    } else {
+      res.writeHead(204, headers);
+      res.end();
+    }
+  };
+  try {
+    const check = (r: { status: number; headers: Record<string, unknown> }, status: number) => {
+      assert.equal(r.status, status);
+      for (const [k, v] of Object.entries(headers)) assert.equal(r.headers[k], v, k);
+    };
+    const o = { headers: auth, maxHeaderSize: 64 * 1024 };
+    const cl = await request(`${ward.base}/v1/big-head/cl`, o);
+    check(cl, 200);
+    assert.equal(cl.body, 'hello');
+    const ch = await request(`${ward.base}/v1/big-head/chunked`, o);
+    check(ch, 200);
+    assert.equal(ch.body, Buffer.concat([0, 1, 2, 3, 4].map(piece)).toString());
+    const head = await request(`${ward.base}/v1/big-head/x`, { ...o, method: 'HEAD' });
+    check(head, 200);
+    assert.equal(head.body, '');
+    const none = await request(`${ward.base}/v1/big-head/x`, { ...o, method: 'DELETE' });
+    check(none, 204);
+  } finally {
+    up.handle = undefined;
+  }
+});
+
 test('public routes need no token', async () => {
   const r = await request(`${ward.base}/v1/status`);
   assert.equal(r.status, 200);

@@ -13,10 +13,10 @@ export interface Reply {
 
 export function request(
   url: string,
-  opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer; agent?: Agent; localAddress?: string } = {},
+  opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer; agent?: Agent; localAddress?: string; maxHeaderSize?: number } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false, localAddress: opts.localAddress }, (res) => {
+    const req = httpRequest(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false, localAddress: opts.localAddress, maxHeaderSize: opts.maxHeaderSize }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
