@@ -16,7 +16,6 @@ export interface RequestHead {
   readonly query: string;
   readonly headers: string[];
   /** Remote address as uWS gives it: 4 bytes (IPv4) or 16 bytes (IPv6). */
-  /** The client address as uWS gives it (4 or 16 bytes). */
   readonly remoteBytes: Uint8Array;
   /** Remote address as text, for X-Forwarded-For and logs. */
   readonly remoteText: string;

@@ -74,7 +74,7 @@ const REPLAY_MAX = 64 * 1024;
  * writes go uncorked, where uWS buffers whatever the socket does not take. tryEnd() is safe either
  * way: when it overflows it writes nothing and says so, and its caller retries from the offset.
  */
-export const CORK_BUDGET = 16 * 1024 - 512;
+const CORK_BUDGET = 16 * 1024 - 512;
 /** What uWS adds to a response head ward writes: its Date and uWebSockets lines, Content-Length
  * or Transfer-Encoding, the blank line, and the x-request-id name. */
 const HEAD_OVERHEAD = 160;
