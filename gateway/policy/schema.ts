@@ -166,6 +166,7 @@ const upstream: Schema = {
   fields: {
     targets: req(list({ kind: 'string', refine: target }, 1)),
     timeout_ms: dflt(positiveInt, 30000),
+    pipeline: dflt(bool, false),
     balance: dflt({ kind: 'string', enum: ['least_request', 'round_robin', 'hash'] }, 'least_request'),
     hash: opt({
       kind: 'object',

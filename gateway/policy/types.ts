@@ -51,6 +51,9 @@ export interface UpstreamSpec {
   /** Absolute URLs, `http://` or `ws://` (the same target list serves both). */
   readonly targets: readonly string[];
   readonly timeout_ms: number;
+  /** Bodiless GET/HEAD requests of one tenant started in the same event-loop turn share one
+   * upstream connection, pipelined (proxy/http-client.ts). */
+  readonly pipeline?: boolean;
   readonly balance: BalanceKind;
   readonly hash?: HashSpec;
   readonly health?: HealthSpec;

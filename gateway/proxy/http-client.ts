@@ -5,6 +5,14 @@
 // When a request on a REUSED connection meets a reset or EOF before any response byte and no
 // request body byte was written, the pool sends it again, once, on a fresh connection (the server
 // cannot have seen more than the head). Otherwise the error is reported to the sink.
+//
+// Pipelining (opt-in per request, `pipelineKey`): bodiless GET and HEAD requests with the same key
+// (ward uses the tenant) started in one turn of the event loop go out on one connection in one
+// write, and their answers come back in order on it: one system call, one wake-up of the upstream
+// and one read for the lot instead of one each. Nothing is added to a connection that already has
+// requests out, so a request never waits behind one from an earlier turn, and never behind another
+// tenant's. The rest of a pipeline whose connection fails, times out or is closed by the server
+// before their answers began is sent again (RFC 9112 §9.3.2), once, each on a fresh connection.
 
 import { connect, type Socket } from 'node:net';
 import { ResponseParser, type ResponseHandler } from './response-parser.js';
@@ -26,6 +34,9 @@ export interface OutgoingRequest {
   bodyLength: number;
   /** Time allowed from request start until the response head is received; 0 = none. */
   timeoutMs: number;
+  /** Set: a bodiless GET or HEAD may share a connection with the other requests of this key
+   * started in the same turn (pipelined, see above). */
+  pipelineKey?: string;
 }
 
 export interface ResponseSink {
@@ -77,7 +88,7 @@ const HAS_HOST = /(?:^|\n)host:/i;
  * it holds while paused, and sinks copy what they keep (ResponseSink.onData). */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
-export class TargetPool {
+export class TargetPool implements Batched {
   readonly origin: string;
   private readonly host: string;
   private readonly port: number;
@@ -90,6 +101,8 @@ export class TargetPool {
   private sweeper: NodeJS.Timeout | undefined;
   private calls = 0;
   private closed = false;
+  /** Pipelinable calls started this turn, sent at its end (runBatched). */
+  private batch: Call[] = [];
 
   constructor(origin: string, opts: TargetPoolOptions = {}) {
     let url: URL;
@@ -139,6 +152,14 @@ export class TargetPool {
       return call;
     }
     if (req.timeoutMs > 0) deadlines(req.timeoutMs).add(call);
+    if (n === 0 && req.pipelineKey !== undefined && (req.method === 'GET' || req.method === 'HEAD')) {
+      call.ended = true;
+      call.headWritten = true;
+      call.pipelineKey = req.pipelineKey;
+      if (this.batch.length === 0) afterBatch(this);
+      this.batch.push(call);
+      return call;
+    }
     this.attach(call, false);
     if (n === 0) {
       call.ended = true;
@@ -147,6 +168,27 @@ export class TargetPool {
       afterBatch(call);
     }
     return call;
+  }
+
+  /** End of the turn: each key's calls go on one connection, their heads in one write. */
+  runBatched(): void {
+    const batch = this.batch;
+    this.batch = [];
+    if (batch.length === 1) {
+      if (!batch[0]!.done) this.attach(batch[0]!, false);
+      return;
+    }
+    const groups = new Map<string, Call[]>();
+    for (const c of batch) {
+      if (c.done) continue; // aborted before it was sent
+      const g = groups.get(c.pipelineKey!);
+      if (g === undefined) groups.set(c.pipelineKey!, [c]);
+      else g.push(c);
+    }
+    for (const g of groups.values()) {
+      if (g.length === 1) this.attach(g[0]!, false);
+      else this.attachPipeline(g);
+    }
   }
 
   /** Destroys idle connections and refuses new requests; calls in flight finish. */
@@ -169,6 +211,27 @@ export class TargetPool {
     call.conn = conn;
     conn.parser.reset(call.isHead);
     if (call.headWritten) conn.socket.write(call.head);
+  }
+
+  /** Several calls on one connection, their heads in one write; answers come back in order. */
+  private attachPipeline(calls: Call[]): void {
+    let conn: Conn | undefined;
+    if (this.idle.length > 0) {
+      const now = performance.now();
+      while ((conn = this.idle.pop()) !== undefined && now - conn.idleSince >= conn.idleLimit) conn.destroy();
+    }
+    if (conn === undefined) conn = new Conn(this, this.host, this.port, this.connectTimeoutMs);
+    let heads = '';
+    for (const c of calls) {
+      c.conn = conn;
+      c.queued = true;
+      heads += c.head;
+    }
+    calls[0]!.queued = false;
+    conn.call = calls[0]!;
+    conn.queue = calls.slice(1);
+    conn.parser.reset(calls[0]!.isHead);
+    conn.socket.write(heads);
   }
 
   /** @internal A connection whose exchange ended cleanly goes idle (or is closed). */
@@ -237,8 +300,10 @@ function sweep(pool: TargetPool): void {
 }
 
 function onCallTimeout(call: Call): void {
-  if (call.done || call.headReceived) return;
-  call.conn!.fail(call, 'timeout');
+  if (call.done || call.headReceived || call.conn === null) return;
+  const conn = call.conn;
+  if (conn.call === call) conn.fail(call, 'timeout');
+  else conn.failQueued(call, 'timeout');
 }
 
 /**
@@ -340,6 +405,10 @@ class Call implements UpstreamCall, Batched {
   paused = false;
   done = false;
   retried = false;
+  /** The key it may be pipelined under (OutgoingRequest.pipelineKey). */
+  pipelineKey: string | undefined = undefined;
+  /** Sent pipelined behind another call: if the connection ends before its answer starts, it goes again. */
+  queued = false;
   drainCb: (() => void) | null = null;
   private readonly chunked: boolean;
   private bodyLeft: number;
@@ -424,8 +493,7 @@ class Call implements UpstreamCall, Batched {
       return;
     }
     this.finish();
-    conn.call = null;
-    conn.destroy();
+    conn.abandon(this);
   }
 
   /** Ends the call's life (exactly once); the caller then reports to the sink, or not. */
@@ -437,11 +505,15 @@ class Call implements UpstreamCall, Batched {
   }
 }
 
-/** One upstream connection and its parser; serves one call at a time. */
+/** One upstream connection and its parser; serves one call at a time, or a pipeline of them. */
 class Conn implements ResponseHandler {
   readonly socket: Socket;
   readonly parser: ResponseParser;
+  /** The call whose answer is being read. */
   call: Call | null = null;
+  /** Calls pipelined behind it, in order. A call aborted or timed out in the middle stays (done)
+   * until its answer has been read and dropped; the last one is never done (trimQueue). */
+  queue: Call[] = [];
   connected = false;
   reused = false;
   reusable = true;
@@ -500,6 +572,7 @@ class Conn implements ResponseHandler {
     const call = this.call;
     this.call = null;
     this.destroy();
+    this.retryQueued();
     if (call !== null && !call.done) {
       call.finish();
       try {
@@ -513,10 +586,72 @@ class Conn implements ResponseHandler {
 
   /** Ends the current call with an error; the connection is never reused. */
   fail(call: Call, kind: UpstreamErrorKind): void {
-    call.finish();
+    const report = !call.done; // an abandoned call's sink hears nothing more
+    if (report) call.finish();
     this.call = null;
     this.destroy();
-    call.sink.onError(kind, call.bodySent, call.responseStarted);
+    this.retryQueued();
+    if (report) call.sink.onError(kind, call.bodySent, call.responseStarted);
+  }
+
+  /** A call waiting in the pipeline timed out: it ends now; its answer is dropped when it comes. */
+  failQueued(call: Call, kind: UpstreamErrorKind): void {
+    call.finish();
+    this.trimQueue();
+    call.sink.onError(kind, false, false);
+  }
+
+  /** The client of `call` (finished) went away. */
+  abandon(call: Call): void {
+    if (call !== this.call) {
+      this.trimQueue();
+      return;
+    }
+    if (this.queue.length === 0) {
+      this.call = null;
+      this.destroy();
+      return;
+    }
+    // Calls pipelined behind it need this connection: read its answer to the end and drop it.
+    if (call.paused) {
+      call.paused = false;
+      this.resumeReading();
+    }
+  }
+
+  /** Drops the done calls at the end of the pipeline. Their answers may still come, so the
+   * connection is not reused; with nothing live left on it, it closes now. */
+  private trimQueue(): void {
+    const q = this.queue;
+    let n = q.length;
+    while (n > 0 && q[n - 1]!.done) n--;
+    if (n === q.length) return;
+    q.length = n;
+    this.reusable = false;
+    const cur = this.call;
+    if (n === 0 && cur !== null && cur.done) {
+      this.call = null;
+      this.destroy();
+    }
+  }
+
+  /** The connection is gone with pipelined calls unanswered: each is sent again, once, on a fresh
+   * connection (bodiless GET or HEAD, so the server may see it twice; RFC 9112 §9.3.2). */
+  private retryQueued(): void {
+    const q = this.queue;
+    if (q.length === 0) return;
+    this.queue = [];
+    for (const c of q) {
+      if (c.done) continue;
+      c.conn = null;
+      if (c.retried) {
+        c.finish();
+        c.sink.onError('reset', false, false);
+      } else {
+        c.retried = true;
+        this.pool.attach(c, true);
+      }
+    }
   }
 
   resumeReading(): void {
@@ -540,15 +675,17 @@ class Conn implements ResponseHandler {
     const call = this.call!;
     call.headReceived = true;
     call.dlList?.remove(call);
-    call.sink.onHead(status, headers);
+    if (!call.done) call.sink.onHead(status, headers);
     return this.call === call;
   }
 
   onResponseData(chunk: Buffer): boolean {
     const call = this.call;
     if (call === null) return false;
-    if (call.sink.onData(chunk)) return this.call === call;
-    if (this.call === call) call.paused = true;
+    if (call.done || call.sink.onData(chunk)) return this.call === call;
+    if (this.call !== call) return false;
+    if (call.done) return true; // abandoned from onData, pipeline behind it: read on, drop the rest
+    call.paused = true;
     return false;
   }
 
@@ -577,17 +714,27 @@ class Conn implements ResponseHandler {
   }
 
   private feed(buf: Buffer): void {
-    const off = this.parser.execute(buf);
-    const call = this.call;
-    if (call === null) return; // aborted from a sink callback
-    if (off < 0) {
-      this.fail(call, 'protocol');
-    } else if (this.completed) {
-      this.complete(call, off === buf.length);
-    } else if (call.paused) {
-      if (off < buf.length) this.pending = Buffer.from(buf.subarray(off)); // copy: buf is the shared read buffer
-      this.readPaused = true;
-      this.socket.pause();
+    for (;;) {
+      const off = this.parser.execute(buf);
+      const call = this.call;
+      if (call === null) return; // aborted from a sink callback
+      if (off < 0) {
+        this.fail(call, 'protocol');
+      } else if (this.completed) {
+        const pipelined = this.queue.length > 0;
+        this.complete(call, off === buf.length);
+        // The next pipelined answer may follow in the same bytes.
+        if (pipelined && off < buf.length && this.call !== null) {
+          buf = buf.subarray(off);
+          this.call.responseStarted = true;
+          continue;
+        }
+      } else if (call.paused) {
+        if (off < buf.length) this.pending = Buffer.from(buf.subarray(off)); // copy: buf is the shared read buffer
+        this.readPaused = true;
+        this.socket.pause();
+      }
+      return;
     }
   }
 
@@ -595,9 +742,24 @@ class Conn implements ResponseHandler {
    * request the sink starts from onEnd can reuse it. */
   private complete(call: Call, clean: boolean): void {
     this.completed = false;
-    call.finish();
+    const report = !call.done; // an abandoned call's answer is dropped
+    if (report) call.finish();
     this.call = null;
-    if (clean && call.ended && this.reusable && this.parser.keepAlive && !this.endedWhilePaused) {
+    const keep = call.ended && this.reusable && this.parser.keepAlive && !this.endedWhilePaused;
+    if (this.queue.length > 0) {
+      if (keep) {
+        const next = this.queue.shift()!;
+        this.call = next;
+        this.parser.reset(next.isHead);
+        if (this.readPaused && this.pending === null) {
+          this.readPaused = false;
+          this.socket.resume();
+        }
+      } else {
+        this.destroy(); // the server is closing (or the call left bytes unsent): the rest go again
+        this.retryQueued();
+      }
+    } else if (clean && keep) {
       if (this.readPaused) {
         // Completed from the remainder kept by a pause: an idle socket must read, to see a close.
         this.readPaused = false;
@@ -607,7 +769,7 @@ class Conn implements ResponseHandler {
     } else {
       this.destroy();
     }
-    call.sink.onEnd();
+    if (report) call.sink.onEnd();
   }
 
   private onEof(): void {
@@ -633,10 +795,17 @@ class Conn implements ResponseHandler {
 
   /** The connection ended before the response did. */
   private lost(call: Call): void {
-    if (this.reused && !call.responseStarted && !call.bodySent && !call.retried) {
+    if (call.done) {
+      this.call = null;
+      this.destroy();
+      this.retryQueued();
+      return;
+    }
+    if ((this.reused || call.queued) && !call.responseStarted && !call.bodySent && !call.retried) {
       this.call = null;
       call.conn = null;
       this.destroy();
+      this.retryQueued();
       call.retried = true;
       this.pool.attach(call, true);
       return;

@@ -33,6 +33,8 @@ export interface Upstreams {
   /** The request or session that picked `target` has ended. Exactly once per pick. */
   release(target: Target): void;
   timeoutMs(name: string): number;
+  /** Whether upstream `name` takes pipelined requests (its `pipeline` policy key). */
+  pipelined(name: string): boolean;
 }
 
 interface Entry {
@@ -110,6 +112,10 @@ export class PolicyUpstreams implements Upstreams {
 
   timeoutMs(name: string): number {
     return this.entries.get(name)?.group.timeoutMs ?? 30_000;
+  }
+
+  pipelined(name: string): boolean {
+    return this.entries.get(name)?.group.spec.pipeline === true;
   }
 
   /** The groups of the policy in force (tests, tools). */

@@ -258,7 +258,17 @@ export class HttpExchange implements ResponseSink, Batched {
     const headers = forwardHeaderBlock(h.headers, h.remoteText, h.requestId, grant.route.public ? undefined : grant.tenant);
     const path = h.query.length > 0 ? h.url + '?' + h.query : h.url;
     const call = target.pool.request(
-      { method: h.method, path, headers, hasHost: headerOf(h, 'host') !== undefined, bodyLength: this.bodyLength, timeoutMs: this.env.upstreams.timeoutMs(grant.upstream) },
+      {
+        method: h.method,
+        path,
+        headers,
+        hasHost: headerOf(h, 'host') !== undefined,
+        bodyLength: this.bodyLength,
+        timeoutMs: this.env.upstreams.timeoutMs(grant.upstream),
+        // One tenant's requests may share a pipelined connection; never two tenants' (a slow
+        // answer would hold up the other tenant's behind it).
+        pipelineKey: this.env.upstreams.pipelined(grant.upstream) ? grant.tenant : undefined,
+      },
       this,
     );
     this.call = call;
