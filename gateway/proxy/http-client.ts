@@ -521,6 +521,8 @@ class Conn implements ResponseHandler {
   idleLimit = 0;
   private pending: Buffer | null = null;
   private readPaused = false;
+  /** Answers to dropped calls may still come: close once the live calls are answered. */
+  private closeWhenDone = false;
   /** The server ended the connection while a paused sink still had `pending` to take. */
   private endedWhilePaused = false;
   private completed = false;
@@ -627,7 +629,7 @@ class Conn implements ResponseHandler {
     while (n > 0 && q[n - 1]!.done) n--;
     if (n === q.length) return;
     q.length = n;
-    this.reusable = false;
+    this.closeWhenDone = true;
     const cur = this.call;
     if (n === 0 && cur !== null && cur.done) {
       this.call = null;
@@ -759,7 +761,7 @@ class Conn implements ResponseHandler {
         this.destroy(); // the server is closing (or the call left bytes unsent): the rest go again
         this.retryQueued();
       }
-    } else if (clean && keep) {
+    } else if (clean && keep && !this.closeWhenDone) {
       if (this.readPaused) {
         // Completed from the remainder kept by a pause: an idle socket must read, to see a close.
         this.readPaused = false;
