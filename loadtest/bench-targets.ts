@@ -7,7 +7,7 @@ import { spawnFloorProxy } from './floor-proxy.js';
 import { startHaproxy, startNginx, type ReferenceSetup } from './references.js';
 import { mintToken, startWard, wardAvailable, wardCliPath, writeWardPolicy, type SigningKeys } from './ward.js';
 
-export type TargetName = 'upstream' | 'floor' | 'ward' | 'nginx' | 'haproxy';
+export type TargetName = 'upstream' | 'floor' | 'ward' | 'ward-serial' | 'nginx' | 'haproxy';
 
 export interface BenchTarget {
   readonly name: TargetName;
@@ -47,11 +47,13 @@ export interface TargetSetup {
 }
 
 /** ward on the bench policy: JWT auth, a bucket and a concurrency pool on every request, per-address
- * flood rule with bans (127.0.0.1, the load generator, is allow-listed as a trusted NAT would be). */
-export async function startBenchWard(s: TargetSetup): Promise<BenchTarget> {
+ * flood rule with bans (127.0.0.1, the load generator, is allow-listed as a trusted NAT would be).
+ * `ward` pipelines to the upstream (`pipeline: true`: a uWS server, which takes pipelined requests);
+ * `ward-serial` is the same with the default, one request per upstream connection at a time. */
+export async function startBenchWard(s: TargetSetup, name: 'ward' | 'ward-serial' = 'ward'): Promise<BenchTarget> {
   const policy = await writeWardPolicy(
     {
-      upstreams: { app: { targets: [`http://127.0.0.1:${s.upstreamPort}`] } },
+      upstreams: { app: { targets: [`http://127.0.0.1:${s.upstreamPort}`], pipeline: name === 'ward' } },
       routes: [{ name: 'bench', prefix: '/v1/', upstream: 'app', bucket: 'api', concurrency: 'inflight' }],
       flood: { per_ip: { rate: 50, per_s: 1, ban_s: 3600 }, allow: ['127.0.0.1/32'] },
       tenants: {
@@ -62,6 +64,8 @@ export async function startBenchWard(s: TargetSetup): Promise<BenchTarget> {
     s.keys,
   );
   const child = await startWard(policy, { workers: s.workers, cpus: s.cpus, nodeFlags: s.nodeFlags });
+  // Refusals and drops never reach the upstream: ward-serial's would be ward's again.
+  if (name === 'ward-serial') return { name, port: policy.port, pid: child.pid, limits: false, stop: () => child.stop() };
   if (!s.banned.length) return { name: 'ward', port: policy.port, pid: child.pid, limits: true, stop: () => child.stop() };
   // Get the banned addresses banned: their first requests go over the per-address rate.
   const warm = await runConnectFlood({ host: '127.0.0.1', port: policy.port, addresses: s.banned, durationS: 1, path: BENCH_PATH });
@@ -80,6 +84,13 @@ export async function startTargets(s: TargetSetup, upstream: BenchTarget): Promi
       } catch (e) {
         s.notes.push(`ward skipped: it did not start: ${(e as Error).message.split('\n').slice(0, 3).join(' / ')}`);
       }
+    }
+  }
+  if (s.include.has('ward-serial') && s.workers === 1 && wardAvailable()) {
+    try {
+      out.push(await startBenchWard(s, 'ward-serial'));
+    } catch (e) {
+      s.notes.push(`ward-serial skipped: it did not start: ${(e as Error).message.split('\n')[0]}`);
     }
   }
   // The floor proxy is single-threaded: it has no place in the two-worker comparison.

@@ -49,7 +49,7 @@ interface LatencyRow {
 }
 
 function label(n: TargetName): string {
-  return n === 'upstream' ? 'upstream alone' : n === 'floor' ? 'floor (uWS + node:net, nothing else)' : n;
+  return n === 'upstream' ? 'upstream alone' : n === 'floor' ? 'floor (uWS + node:net, nothing else)' : n === 'ward' ? 'ward (upstream pipeline: true)' : n === 'ward-serial' ? 'ward, pipeline off (the default)' : n;
 }
 
 function rotate<T>(xs: readonly T[], by: number): T[] {
@@ -233,10 +233,17 @@ function targetsVerdict(data: Record<string, unknown>, names: readonly TargetNam
     const added = lat.servers.ward.p99 - lat.servers.upstream.p99;
     check(added < 1000, `p99 added by ward at ${lat.rate} req/s (half its peak) = ${added} µs (target < 1000 µs)`);
   }
+  if (names.includes('ward-serial')) {
+    const c = pick('proxied', 'ward-serial', 'cpuUs') / pick('proxied', 'nginx', 'cpuUs');
+    const r = pick('proxied', 'ward-serial', 'rps') / pick('proxied', 'nginx', 'rps');
+    lines.push(`context: the targets above are for ward with \`pipeline: true\` on its upstream (a tenant's GETs of one event-loop turn share one upstream connection); with the default (pipeline off) ward/nginx is ${c.toFixed(2)} in CPU per proxied request and ${r.toFixed(2)} in req/s`);
+  }
   if (names.includes('floor')) {
+    // The floor sends one request per upstream connection at a time: compare it with ward doing the same.
+    const same = names.includes('ward-serial') ? 'ward-serial' : 'ward';
     const floor = pick('proxied', 'floor', 'cpuUs');
-    const ward = pick('proxied', 'ward', 'cpuUs');
-    lines.push(`context: the floor (uWS + node:net, no features) costs ${floor.toFixed(1)} CPU µs per proxied request, ${(floor / pick('proxied', 'nginx', 'cpuUs')).toFixed(2)}× nginx; ward's auth, limits, header hygiene, health accounting and metrics add ${(ward - floor).toFixed(1)} µs to it`);
+    const ward = pick('proxied', same, 'cpuUs');
+    lines.push(`context: the floor (uWS + node:net, no features) costs ${floor.toFixed(1)} CPU µs per proxied request, ${(floor / pick('proxied', 'nginx', 'cpuUs')).toFixed(2)}× nginx; ward's auth, limits, header hygiene, health accounting and metrics add ${(ward - floor).toFixed(1)} µs to it${same === 'ward-serial' ? ' (both without pipelining)' : ''}`);
   }
   const noise = median(((data.proxied as Record<string, Sample[]>).ward ?? []).map((x) => x.noise));
   if (noise > 0.1) lines.push(`CAUTION: other processes kept ${noise.toFixed(2)} cores busy during ward's runs (median); on a quiet machine these ratios can differ a lot — rerun before trusting them`);
@@ -278,7 +285,7 @@ function parseOptions(argv: string[]): BenchOptions {
       'scaling-sizes': { type: 'string' },
     },
   });
-  const all: TargetName[] = ['upstream', 'floor', 'ward', 'nginx', 'haproxy'];
+  const all: TargetName[] = ['upstream', 'floor', 'ward', 'ward-serial', 'nginx', 'haproxy'];
   const include = new Set<TargetName>(values.only ? (values.only.split(',') as TargetName[]) : all);
   for (const n of include) if (!all.includes(n)) throw new Error(`--only takes ${all.join(',')}; got "${n}"`);
   include.add('upstream');
