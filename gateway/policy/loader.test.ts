@@ -91,7 +91,7 @@ test('every default of the contract is applied', async () => {
   assert.deepEqual(p.store, { kind: 'memory', prefix: 'ward:', outage_share: 0.5 });
   assert.equal(p.auth.tenant_claim, 'tenant');
   assert.equal(p.auth.clock_tolerance_s, 30);
-  assert.deepEqual(p.upstreams.api, { name: 'api', targets: ['http://127.0.0.1:9001'], timeout_ms: 30000, balance: 'least_request' });
+  assert.deepEqual(p.upstreams.api, { name: 'api', targets: ['http://127.0.0.1:9001'], timeout_ms: 30000, pipeline: false, balance: 'least_request' });
   assert.deepEqual(p.routes[0], {
     name: 'api', prefix: '/', upstream: 'api', websocket: false, public: false, enforce: true,
     max_message_bytes: 65536, idle_timeout_s: 60, sip: false, max_call_s: 7200,
@@ -111,6 +111,8 @@ test('health, hash, bucket and release defaults fill what a section leaves out',
     passive: { consecutive_failures: 3, base_ejection_ms: 30000, max_ejection_ms: 300000 },
     max_ejection_percent: 50, panic_threshold_percent: 50, slow_start_ms: 10000,
   });
+  assert.equal(api.pipeline, false, 'pipelining is off unless asked for');
+  assert.equal(p.upstreams.api_v2!.pipeline, true);
   const sigws = p.upstreams.sigws!;
   assert.deepEqual(sigws.hash, { key: 'tenant', balance_factor: 125 }, 'balance: hash without a hash block');
   assert.equal(sigws.health?.active, undefined, 'active: false turns active checks off');
