@@ -61,6 +61,8 @@ export class EdgeThread {
     router: this.router,
     // A bug met while relaying one upstream answer costs that request (502 or a cut response), not the thread.
     onFault: (err) => this.log.error({ err }, 'uncaught error handling an upstream connection; its request failed'),
+    onPipeliningOff: (origin, offMs) =>
+      this.log.warn({ target: origin, off_ms: offMs }, 'upstream target broke pipelined requests (closed or timed out with requests behind the answered one); pipelining to it is off for a while'),
   });
   private countsTimer: NodeJS.Timeout | undefined;
   private readonly listener: HttpListener;

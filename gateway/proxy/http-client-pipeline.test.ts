@@ -197,3 +197,27 @@ test('a paused reader holds up only the calls pipelined behind it, which are ans
     assert.equal(pool.inFlight, 0);
   }
 });
+
+test('a target that keeps breaking pipelines gets one request per connection for a while, and says so once', async (t) => {
+  const seen: string[] = [];
+  const srv = await rawServer((s, head) => {
+    seen.push(pathOf(head));
+    if (!s.writableEnded) s.end(answer(`got ${pathOf(head)}`, 'Connection: close\r\n'));
+  });
+  const offs: Array<[string, number]> = [];
+  const pool = new TargetPool(srv.origin, { onPipeliningOff: (origin, ms) => offs.push([origin, ms]) });
+  t.after(() => (pool.close(), srv.close()));
+  for (let round = 0; round < 3; round++) {
+    const answers = await Promise.all([0, 1, 2].map((i) => send(pool, get(`/b${round}/${i}`, { pipelineKey: 't' }))));
+    assert.deepEqual(answers.map((r) => r.body()), [0, 1, 2].map((i) => `got /b${round}/${i}`));
+  }
+  assert.deepEqual(offs, [[srv.origin, 60_000]], 'the third broken pipeline turned pipelining off');
+  const before = seen.length;
+  const conns = srv.conns.length;
+  const answers = await Promise.all([0, 1, 2].map((i) => send(pool, get(`/after/${i}`, { pipelineKey: 't' }))));
+  assert.deepEqual(answers.map((r) => r.body()), ['got /after/0', 'got /after/1', 'got /after/2']);
+  assert.deepEqual(seen.slice(before).sort(), ['/after/0', '/after/1', '/after/2'], 'each sent once: nothing pipelined, nothing resent');
+  assert.equal(new Set(srv.conns.slice(conns)).size, 3, 'on three connections');
+  assert.equal(offs.length, 1);
+  assert.equal(pool.inFlight, 0);
+});

@@ -13,6 +13,8 @@
 // requests out, so a request never waits behind one from an earlier turn, and never behind another
 // tenant's. The rest of a pipeline whose connection fails, times out or is closed by the server
 // before their answers began is sent again (RFC 9112 §9.3.2), once, each on a fresh connection.
+// A target that breaks pipelines (PIPELINE_BREAKS of them: a server that closes after one answer,
+// or one too slow for the requests behind) gets one request per connection for PIPELINE_OFF_MS.
 
 import { connect, type Socket } from 'node:net';
 import { ResponseParser, type ResponseHandler } from './response-parser.js';
@@ -77,9 +79,13 @@ export interface TargetPoolOptions {
    * sink) ends that one call with a `protocol` error and comes here, instead of ending the thread
    * and every other request with it. Without it the error is thrown on (fail fast). */
   onFault?: (err: unknown) => void;
+  /** The target broke PIPELINE_BREAKS pipelines: it gets no pipelined requests for `offMs`. */
+  onPipeliningOff?: (origin: string, offMs: number) => void;
 }
 
 const HAS_HOST = /(?:^|\n)host:/i;
+const PIPELINE_BREAKS = 3;
+const PIPELINE_OFF_MS = 60_000;
 
 /** Every upstream connection of the thread reads into this one buffer (`onread`), instead of Node
  * allocating (malloc) and shrinking (realloc + copy) a 64 KiB buffer per read: about 1 µs less per
@@ -97,6 +103,9 @@ export class TargetPool implements Batched {
   private readonly connectTimeoutMs: number;
   private readonly idleTimeoutMs: number;
   private readonly onFault: ((err: unknown) => void) | undefined;
+  private readonly onPipeliningOff: ((origin: string, offMs: number) => void) | undefined;
+  private pipelineBreaks = 0;
+  private pipeliningOffUntil = 0;
   private readonly idle: Conn[] = [];
   private sweeper: NodeJS.Timeout | undefined;
   private calls = 0;
@@ -122,6 +131,7 @@ export class TargetPool implements Batched {
     this.connectTimeoutMs = positive(opts.connectTimeoutMs, 5000, 'connectTimeoutMs', false);
     this.idleTimeoutMs = positive(opts.idleTimeoutMs, 4000, 'idleTimeoutMs', false);
     this.onFault = opts.onFault;
+    this.onPipeliningOff = opts.onPipeliningOff;
   }
 
   /** Calls started and not yet ended, failed or aborted. */
@@ -174,8 +184,8 @@ export class TargetPool implements Batched {
   runBatched(): void {
     const batch = this.batch;
     this.batch = [];
-    if (batch.length === 1) {
-      if (!batch[0]!.done) this.attach(batch[0]!, false);
+    if (batch.length === 1 || (this.pipeliningOffUntil !== 0 && this.pipeliningStillOff())) {
+      for (const c of batch) if (!c.done) this.attach(c, false);
       return;
     }
     const groups = new Map<string, Call[]>();
@@ -211,6 +221,20 @@ export class TargetPool implements Batched {
     call.conn = conn;
     conn.parser.reset(call.isHead);
     if (call.headWritten) conn.socket.write(call.head);
+  }
+
+  private pipeliningStillOff(): boolean {
+    if (performance.now() < this.pipeliningOffUntil) return true;
+    this.pipeliningOffUntil = 0;
+    return false;
+  }
+
+  /** @internal A pipeline's connection ended with calls on it unanswered. */
+  pipelineBroken(): void {
+    if (++this.pipelineBreaks < PIPELINE_BREAKS) return;
+    this.pipelineBreaks = 0;
+    this.pipeliningOffUntil = performance.now() + PIPELINE_OFF_MS;
+    this.onPipeliningOff?.(this.origin, PIPELINE_OFF_MS);
   }
 
   /** Several calls on one connection, their heads in one write; answers come back in order. */
@@ -643,6 +667,7 @@ class Conn implements ResponseHandler {
     const q = this.queue;
     if (q.length === 0) return;
     this.queue = [];
+    if (q.some(isLive)) this.pool.pipelineBroken();
     for (const c of q) {
       if (c.done) continue;
       c.conn = null;
@@ -817,3 +842,7 @@ class Conn implements ResponseHandler {
 }
 
 function noop(): void {}
+
+function isLive(c: Call): boolean {
+  return !c.done;
+}

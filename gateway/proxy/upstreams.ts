@@ -59,11 +59,13 @@ export interface PolicyUpstreamsOptions {
   readonly router?: ReleaseRouter;
   /** Errors thrown while handling an upstream connection (TargetPoolOptions.onFault). */
   readonly onFault?: (err: unknown) => void;
+  /** A target stopped taking pipelined requests for a while (TargetPoolOptions.onPipeliningOff). */
+  readonly onPipeliningOff?: (origin: string, offMs: number) => void;
 }
 
 /** The policy's upstreams as the proxy sees them, in one listener thread. */
 export class PolicyUpstreams implements Upstreams {
-  private readonly registry = new UpstreamRegistry<TargetPool>({ createPool: (origin) => new TargetPool(origin, { onFault: this.opts.onFault }) });
+  private readonly registry = new UpstreamRegistry<TargetPool>({ createPool: (origin) => new TargetPool(origin, { onFault: this.opts.onFault, onPipeliningOff: this.opts.onPipeliningOff }) });
   private entries = new Map<string, Entry>();
   private readonly src = new KeySource();
 
