@@ -5,9 +5,10 @@
 // an upstream on ward's core preempts ward on the spot, serves that one request and hands the core
 // back (two context switches), and a client on another core is woken with an inter-processor
 // interrupt, answers, and sleeps again before ward's next write. Written together, each peer wakes
-// about once for the lot. Used for bodiless upstream request heads (proxy/http-client.ts) and small
-// whole upstream answers (server/http-exchange.ts); measured in README.md, Performance,
-// "Batched writes".
+// about once for the lot. Used for bodiless upstream request heads and pipelines
+// (proxy/http-client.ts), small whole upstream answers and bodiless refusals
+// (server/http-exchange.ts); measured in README.md, Performance, "Batched writes", "Upstream
+// pipelining" and "Refusals written after the turn".
 //
 // The hold lasts one turn of the event loop: the rest of the events of that turn (a few at light
 // load, about two per connection at peak). There is deliberately no size cap that runs the held

@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { policyDir, basePolicy, startWard, type WardProcess, type PolicyFiles } from './support/ward-process.js';
 import { startUpstream, request, bearer, sendRaw, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
@@ -211,4 +212,28 @@ test('ward_requests_total counts outcomes per tenant and route', async () => {
   assert.ok((await metric('ward_requests_total', 'tenant="t-burst",route="api",outcome="rate_limited"')) >= 3);
   assert.ok((await metric('ward_requests_total', 'tenant="t-burst",route="api",outcome="ok"')) >= 10);
   assert.ok((await metric('ward_requests_total', 'tenant="t-pool",route="calls",outcome="concurrency_limited"')) >= 1);
+});
+
+test('clients that hang up right after a request ward refuses: nothing is written to them, ward keeps answering', async () => {
+  // Bodiless refusals are written at the end of the event-loop turn (answerAfterTurn), when the
+  // client may already be gone: whether ward sees the reset before the turn's answers are written
+  // (the answer is skipped) or after (the write fails in the kernel), nothing may throw.
+  const h = tok('t-hangup');
+  for (let i = 0; i < 12; i++) await request(`${ward.base}/v1/x`, { headers: h }); // spend the bucket
+  const port = Number(new URL(ward.base).port);
+  for (let i = 0; i < 60; i++) {
+    await new Promise<void>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => {
+        s.write(`GET /v1/x HTTP/1.1\r\nHost: x\r\nAuthorization: ${h.authorization}\r\n\r\n`);
+        s.resetAndDestroy();
+      });
+      s.on('error', () => undefined);
+      s.on('close', () => resolve());
+    });
+  }
+  const r = await request(`${ward.base}/v1/x`, { headers: h });
+  assert.equal(r.status, 429);
+  assert.equal(r.json().error, 'rate_limited');
+  assert.equal((await request(`${ward.base}/v1/x`, { headers: tok('t-hangup-other') })).status, 200);
+  assert.deepEqual(ward.logs.filter((l) => l.includes('uncaught error')), [], 'no write to a gone client was attempted');
 });

@@ -107,6 +107,46 @@ export function answer(res: HttpResponse, v: Verdict, requestId: string, closeCo
   });
 }
 
+/**
+ * A refusal decided inside a uWS handler, written at the end of the event-loop turn with the turn's
+ * other refusals and answers (event-batch.ts). Every write wakes the client's reader; written one by
+ * one between reading requests, a client on another core is woken (an inter-processor interrupt)
+ * for nearly every refusal, and written back to back, about once per turn: interleaved A/B of the
+ * 429 path, 30.4 → 24.6 µs of CPU per refusal (README, Performance). Drops close at once.
+ */
+export function answerAfterTurn(res: HttpResponse, v: Verdict, requestId: string, closeConnection: boolean, env: ExchangeEnv): void {
+  if (v.drop) return answer(res, v, requestId, closeConnection);
+  const held = new HeldAnswer(res, v, requestId, closeConnection, env);
+  res.onAborted(() => (held.aborted = true));
+  afterBatch(held);
+}
+
+class HeldAnswer implements Batched {
+  aborted = false;
+
+  constructor(
+    private readonly res: HttpResponse,
+    private readonly v: Verdict,
+    private readonly requestId: string,
+    private readonly closeConnection: boolean,
+    private readonly env: ExchangeEnv,
+  ) {}
+
+  runBatched(): void {
+    if (this.aborted) return;
+    try {
+      answer(this.res, this.v, this.requestId, this.closeConnection);
+    } catch (err) {
+      this.env.answerFault(err, this.requestId);
+      try {
+        this.res.close();
+      } catch {
+        // Already closed.
+      }
+    }
+  }
+}
+
 /** What a verdict's answer always carries, built once per verdict object (refusals are cached per
  * bucket and retry time, pipeline/verdicts.ts): the status line and every header line as bytes, for
  * one writeStatus and one writeHeader call (see CopiedLines), and the body up to the request id. */

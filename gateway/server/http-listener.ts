@@ -7,7 +7,7 @@ import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_li
 import { isVerdict, type AdmitOutcome, type RequestHead } from '../pipeline/types.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import * as verdicts from '../pipeline/verdicts.js';
-import { HttpExchange, answer, type ExchangeEnv } from './http-exchange.js';
+import { HttpExchange, answer, answerAfterTurn, type ExchangeEnv } from './http-exchange.js';
 import type { Upstreams } from '../proxy/upstreams.js';
 import type { Logger } from '../log.js';
 import { AccessLog } from './access-log.js';
@@ -210,8 +210,8 @@ export class HttpListener implements ExchangeEnv {
       this.deps.log.error({ err, request_id: head.requestId }, 'pipeline error');
       out = verdicts.UPSTREAM_UNAVAILABLE;
     }
-    // A refusal decided right here (no token to verify, no store round trip) is answered at once:
-    // no exchange, no abort handler, nothing allocated for a request ward will not proxy.
+    // A refusal decided right here (no token to verify, no store round trip) needs no exchange: a
+    // bodiless one is written at the end of the turn with the others (answerAfterTurn).
     let contentLength: string | undefined;
     let chunked = false;
     const h = head.headers;
@@ -220,9 +220,10 @@ export class HttpListener implements ExchangeEnv {
       else if (h[i] === 'transfer-encoding') chunked = true;
     }
     if (!(out instanceof Promise) && isVerdict(out)) {
-      // A refused request's body is not read: close the connection after the answer, so its
-      // bytes are never taken for the next request.
-      answer(res, out, head.requestId, chunked || (contentLength !== undefined && contentLength !== '0'));
+      // A refused request's body is not read: answer at once and close the connection after the
+      // answer, so its bytes are never taken for the next request.
+      if (chunked || (contentLength !== undefined && contentLength !== '0')) answer(res, out, head.requestId, true);
+      else answerAfterTurn(res, out, head.requestId, false, this);
       return;
     }
     const ex = new HttpExchange(res, head, pipeline, this, contentLength, chunked);
