@@ -15,6 +15,7 @@ import { E2ERelay, type RelayBus, type RelayConnection } from '../../crypto/dire
 import type { E2EAnswer, E2EContext } from '../../crypto/directory/directory.js';
 
 export const E2E_PREFIX = '/v1/e2e';
+const E2E_PREFIX_SLASH = E2E_PREFIX + '/'; // checked on every request: built once
 const MAX_BODY = 64 * 1024;
 
 /** Answers one directory request (in this thread, or forwarded to the supervisor). */
@@ -50,7 +51,7 @@ function withRequestId(a: E2EAnswer, requestId: string): unknown {
 
 /** Serves /v1/e2e/* HTTP requests; returns false for every other path. */
 export function serveE2EHttp(res: HttpResponse, head: RequestHead, pipeline: Pipeline, handle: E2EHandler, inFlight: (delta: 1 | -1) => void): boolean {
-  if (head.url !== E2E_PREFIX && !head.url.startsWith(E2E_PREFIX + '/')) return false;
+  if (head.url !== E2E_PREFIX && !head.url.startsWith(E2E_PREFIX_SLASH)) return false;
   let aborted = false;
   // A client gone mid-body never sends the last chunk: settle the body then, or the request (and
   // the chunks read so far) would wait for it forever.
