@@ -68,7 +68,7 @@ export async function throughput(o: ScenarioOptions): Promise<Report> {
   const noisy = noiseNote([...wardRuns, ...upRuns]);
   if (noisy) notes.push(noisy);
   const row = (name: string, runs: WrkSample[]) => [name, median(runs.map((s) => s.rps)), median(runs.map((s) => s.p50_us)), median(runs.map((s) => s.p99_us)), median(runs.map((s) => s.cpuUs)), median(runs.map((s) => s.cores))];
-  notes.push('policy: JWT (EdDSA) with one repeated token, bucket api and pool inflight that never refuse, per-address rule 50/s with 127.0.0.1 allow-listed, memory store');
+  notes.push('policy: JWT (EdDSA) with one repeated token, bucket api and pool inflight that never refuse, per-address rule 50/s with 127.0.0.1 allow-listed, memory store, pipeline: true on the upstream (as in the bench)');
   return {
     scenario: 'throughput',
     title: `Throughput through ward (${o.workers} worker${o.workers > 1 ? 's' : ''})`,
