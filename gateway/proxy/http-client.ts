@@ -211,16 +211,21 @@ export class TargetPool implements Batched {
 
   /** @internal Gives the call a connection: the newest live idle one, or a fresh one. */
   attach(call: Call, fresh: boolean): void {
+    const conn = this.connection(fresh);
+    conn.call = call;
+    call.conn = conn;
+    conn.parser.reset(call.isHead);
+    if (call.headWritten) conn.socket.write(call.head);
+  }
+
+  /** The newest live idle connection (unless `fresh`), or a new one. */
+  private connection(fresh: boolean): Conn {
     let conn: Conn | undefined;
     if (!fresh && this.idle.length > 0) {
       const now = performance.now();
       while ((conn = this.idle.pop()) !== undefined && now - conn.idleSince >= conn.idleLimit) conn.destroy();
     }
-    if (conn === undefined) conn = new Conn(this, this.host, this.port, this.connectTimeoutMs);
-    conn.call = call;
-    call.conn = conn;
-    conn.parser.reset(call.isHead);
-    if (call.headWritten) conn.socket.write(call.head);
+    return conn ?? new Conn(this, this.host, this.port, this.connectTimeoutMs);
   }
 
   private pipeliningStillOff(): boolean {
@@ -239,12 +244,7 @@ export class TargetPool implements Batched {
 
   /** Several calls on one connection, their heads in one write; answers come back in order. */
   private attachPipeline(calls: Call[]): void {
-    let conn: Conn | undefined;
-    if (this.idle.length > 0) {
-      const now = performance.now();
-      while ((conn = this.idle.pop()) !== undefined && now - conn.idleSince >= conn.idleLimit) conn.destroy();
-    }
-    if (conn === undefined) conn = new Conn(this, this.host, this.port, this.connectTimeoutMs);
+    const conn = this.connection(false);
     let heads = '';
     for (const c of calls) {
       c.conn = conn;

@@ -114,9 +114,9 @@ export function answer(res: HttpResponse, v: Verdict, requestId: string, closeCo
  * for nearly every refusal, and written back to back, about once per turn: interleaved A/B of the
  * 429 path, 30.4 → 24.6 µs of CPU per refusal (README, Performance). Drops close at once.
  */
-export function answerAfterTurn(res: HttpResponse, v: Verdict, requestId: string, closeConnection: boolean, env: ExchangeEnv): void {
-  if (v.drop) return answer(res, v, requestId, closeConnection);
-  const held = new HeldAnswer(res, v, requestId, closeConnection, env);
+export function answerAfterTurn(res: HttpResponse, v: Verdict, requestId: string, env: ExchangeEnv): void {
+  if (v.drop) return answer(res, v, requestId);
+  const held = new HeldAnswer(res, v, requestId, env);
   res.onAborted(() => (held.aborted = true));
   afterBatch(held);
 }
@@ -128,14 +128,13 @@ class HeldAnswer implements Batched {
     private readonly res: HttpResponse,
     private readonly v: Verdict,
     private readonly requestId: string,
-    private readonly closeConnection: boolean,
     private readonly env: ExchangeEnv,
   ) {}
 
   runBatched(): void {
     if (this.aborted) return;
     try {
-      answer(this.res, this.v, this.requestId, this.closeConnection);
+      answer(this.res, this.v, this.requestId);
     } catch (err) {
       this.env.answerFault(err, this.requestId);
       try {

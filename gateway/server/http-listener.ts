@@ -223,7 +223,7 @@ export class HttpListener implements ExchangeEnv {
       // A refused request's body is not read: answer at once and close the connection after the
       // answer, so its bytes are never taken for the next request.
       if (chunked || (contentLength !== undefined && contentLength !== '0')) answer(res, out, head.requestId, true);
-      else answerAfterTurn(res, out, head.requestId, false, this);
+      else answerAfterTurn(res, out, head.requestId, this);
       return;
     }
     const ex = new HttpExchange(res, head, pipeline, this, contentLength, chunked);
