@@ -33,14 +33,24 @@ export interface Upstreams {
   /** The request or session that picked `target` has ended. Exactly once per pick. */
   release(target: Target): void;
   timeoutMs(name: string): number;
-  /** Whether upstream `name` takes pipelined requests (its `pipeline` policy key). */
-  pipelined(name: string): boolean;
+  /** What a proxied request to upstream `name` is sent with: one lookup per request. */
+  callSettings(name: string): CallSettings;
 }
+
+export interface CallSettings {
+  /** The upstream's `timeout_ms`. */
+  readonly timeoutMs: number;
+  /** Its `pipeline` key: requests may be pipelined (proxy/http-client.ts). */
+  readonly pipelined: boolean;
+}
+
+const DEFAULT_CALL_SETTINGS: CallSettings = Object.freeze({ timeoutMs: 30_000, pipelined: false });
 
 interface Entry {
   readonly group: UpstreamGroup<TargetPool>;
   /** balance: hash only. */
   readonly key: HashKeyFn | undefined;
+  readonly call: CallSettings;
 }
 
 /** One reusable key source per thread: a pick allocates nothing for the hash key's inputs. */
@@ -80,7 +90,11 @@ export class PolicyUpstreams implements Upstreams {
     this.registry.apply(policy, shared);
     const entries = new Map<string, Entry>();
     for (const group of this.registry.groups()) {
-      entries.set(group.name, { group, key: group.spec.balance === 'hash' ? compileHashKey(group.spec.hash) : undefined });
+      entries.set(group.name, {
+        group,
+        key: group.spec.balance === 'hash' ? compileHashKey(group.spec.hash) : undefined,
+        call: Object.freeze({ timeoutMs: group.timeoutMs, pipelined: group.spec.pipeline === true }),
+      });
     }
     this.entries = entries;
   }
@@ -113,11 +127,11 @@ export class PolicyUpstreams implements Upstreams {
   }
 
   timeoutMs(name: string): number {
-    return this.entries.get(name)?.group.timeoutMs ?? 30_000;
+    return this.callSettings(name).timeoutMs;
   }
 
-  pipelined(name: string): boolean {
-    return this.entries.get(name)?.group.spec.pipeline === true;
+  callSettings(name: string): CallSettings {
+    return this.entries.get(name)?.call ?? DEFAULT_CALL_SETTINGS;
   }
 
   /** The groups of the policy in force (tests, tools). */

@@ -121,6 +121,16 @@ export function answerAfterTurn(res: HttpResponse, v: Verdict, requestId: string
   afterBatch(held);
 }
 
+/** A bug met while writing an answer: logged, and that request's connection closed (only it). */
+function closeAfterFault(res: HttpResponse, env: ExchangeEnv, err: unknown, requestId: string): void {
+  env.answerFault(err, requestId);
+  try {
+    res.close();
+  } catch {
+    // Already closed.
+  }
+}
+
 class HeldAnswer implements Batched {
   aborted = false;
 
@@ -136,12 +146,7 @@ class HeldAnswer implements Batched {
     try {
       answer(this.res, this.v, this.requestId);
     } catch (err) {
-      this.env.answerFault(err, this.requestId);
-      try {
-        this.res.close();
-      } catch {
-        // Already closed.
-      }
+      closeAfterFault(this.res, this.env, err, this.requestId);
     }
   }
 }
@@ -296,6 +301,7 @@ export class HttpExchange implements ResponseSink, Batched {
     const h = this.head;
     const headers = forwardHeaderBlock(h.headers, h.remoteText, h.requestId, grant.route.public ? undefined : grant.tenant);
     const path = h.query.length > 0 ? h.url + '?' + h.query : h.url;
+    const settings = this.env.upstreams.callSettings(grant.upstream);
     const call = target.pool.request(
       {
         method: h.method,
@@ -303,10 +309,10 @@ export class HttpExchange implements ResponseSink, Batched {
         headers,
         hasHost: headerOf(h, 'host') !== undefined,
         bodyLength: this.bodyLength,
-        timeoutMs: this.env.upstreams.timeoutMs(grant.upstream),
+        timeoutMs: settings.timeoutMs,
         // One tenant's requests may share a pipelined connection; never two tenants' (a slow
         // answer would hold up the other tenant's behind it).
-        pipelineKey: this.env.upstreams.pipelined(grant.upstream) ? grant.tenant : undefined,
+        pipelineKey: settings.pipelined ? grant.tenant : undefined,
       },
       this,
     );
@@ -483,12 +489,7 @@ export class HttpExchange implements ResponseSink, Batched {
       } catch (err) {
         // end() first: close() runs onAborted at once, which would count it as client_aborted.
         this.end('error');
-        this.env.answerFault(err, this.head.requestId);
-        try {
-          this.res.close();
-        } catch {
-          // Already closed.
-        }
+        closeAfterFault(this.res, this.env, err, this.head.requestId);
         return;
       }
     }
