@@ -138,7 +138,16 @@ test('a session holds one lease of its pool until either side closes', T, async 
   const up1 = echo.nextConnection();
   const a = await connect(ward.url('/v1/signal'), [], auth('pooled'));
   const b = await connect(ward.url('/v1/signal'), [], auth('pooled'));
-  assert.equal(await inUse(), 2);
+  const held = await inUse();
+  if (held !== 2) {
+    // Seen once in many runs, not explained yet: before failing, tell a stale metric (the pool still
+    // refuses a third session) from a lost lease (it admits one).
+    const third = await connect(ward.url('/v1/signal'), [], auth('pooled')).then(
+      (c) => (c.ws.close(), 'admitted'),
+      (e: UpgradeRefused) => `refused with ${e.status}`,
+    );
+    assert.fail(`ward_concurrency_in_use read ${held} with two sessions open; a third session was then ${third}; the metric now reads ${await inUse()}`);
+  }
   await assert.rejects(connect(ward.url('/v1/signal'), [], auth('pooled')), (e: UpgradeRefused) => {
     assert.equal(e.status, 429);
     assert.deepEqual({ ...JSON.parse(e.body), request_id: undefined }, { error: 'concurrency_limited', pool: 'sessions', request_id: undefined });
