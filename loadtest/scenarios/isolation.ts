@@ -103,8 +103,9 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   const test = new Map<string, Totals>();
   const baseHist = new Histogram();
   const testHist = new Histogram();
-  const baseLine: [number, number][] = [];
+  /** Each phase's own good-tenant p99, per round: the baseline's spread is the measurement's noise. */
   const phaseP99: Record<'baseline' | 'test', number[]> = { baseline: [], test: [] };
+  const baseLine: [number, number][] = [];
   const testLine: [number, number][] = [];
   const noisyLine: { ok: [number, number][]; limited: [number, number][] } = { ok: [], limited: [] };
   const rounds: unknown[] = [];
