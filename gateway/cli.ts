@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger } from './log.js';
 
 const USAGE = `usage:
-  ward serve --policies DIR [--workers N] [--drain-timeout S]
+  ward serve --policies DIR [--workers N] [--drain-timeout S] [--kernel-bans]
   ward policy check DIR
   ward token --tenant T [--sub S] [--ttl 1h] --policies DIR
   ward demo            (the example policy in policies/ plus its demo upstream: what npm start runs)
@@ -18,13 +18,13 @@ function fail(msg: string): never {
   process.exit(1);
 }
 
-async function serve(dir: string, workers: number | undefined, extra?: () => Promise<void>, drainTimeoutMs?: number): Promise<void> {
+async function serve(dir: string, workers: number | undefined, extra?: () => Promise<void>, drainTimeoutMs?: number, kernelBans?: boolean): Promise<void> {
   const log = createLogger();
   // Loaded lazily so `ward policy check` and `ward token` never need the native server.
   let sup: import('./instance/supervisor.js').Supervisor;
   try {
     const { Supervisor } = await import('./instance/supervisor.js');
-    sup = new Supervisor({ dir, workers, log, drainTimeoutMs, onThreadDied: () => void sup.drain().then(() => process.exit(1)) });
+    sup = new Supervisor({ dir, workers, log, drainTimeoutMs, kernelBans, onThreadDied: () => void sup.drain().then(() => process.exit(1)) });
     await extra?.();
     await sup.start();
   } catch (err) {
@@ -40,14 +40,15 @@ async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'serve': {
-      const { values } = parseArgs({ args: rest, options: { policies: { type: 'string' }, workers: { type: 'string' }, 'drain-timeout': { type: 'string' } } });
+      const { values } = parseArgs({ args: rest, options: { policies: { type: 'string' }, workers: { type: 'string' }, 'drain-timeout': { type: 'string' }, 'kernel-bans': { type: 'boolean' } } });
       if (!values.policies) fail(`serve needs --policies DIR\n${USAGE}`);
       const workers = values.workers !== undefined ? Number(values.workers) : undefined;
       if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1)) fail(`--workers must be a whole number ≥ 1, got "${values.workers}"`);
       // How long SIGTERM waits for in-flight requests (default 10 s): fit it to the orchestrator's grace period.
       const drain = values['drain-timeout'] !== undefined ? Number(values['drain-timeout']) : undefined;
       if (drain !== undefined && !(Number.isFinite(drain) && drain >= 0)) fail(`--drain-timeout must be a number of seconds ≥ 0, got "${values['drain-timeout']}"`);
-      return serve(values.policies, workers, undefined, drain !== undefined ? drain * 1000 : undefined);
+      // Denied and banned addresses refused by nftables before ward sees a connection (root or CAP_NET_ADMIN).
+      return serve(values.policies, workers, undefined, drain !== undefined ? drain * 1000 : undefined, values['kernel-bans']);
     }
     case 'policy': {
       if (rest[0] !== 'check' || !rest[1]) fail(`usage: ward policy check DIR`);

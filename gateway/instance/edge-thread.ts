@@ -35,11 +35,15 @@ export interface EdgeThreadInit {
   readonly upstreamBuffers?: Readonly<Record<string, SharedArrayBuffer>>;
   /** Gray release states as the main thread's ReleaseController last published them. */
   readonly releaseStates?: Readonly<Record<string, ReleaseState>>;
+  /** Worker threads: send each ban to the supervisor (`--kernel-bans`). */
+  readonly kernelBans?: boolean;
 }
 
 export interface EdgeThreadOptions {
   /** Every second, the gray release counts of this thread's requests (for the ReleaseController). */
   onReleaseCounts?(counts: ReleaseCounts): void;
+  /** Each address the flood guard bans (`--kernel-bans`); its bytes are only valid during the call. */
+  onBan?(remote: Uint8Array): void;
 }
 
 export interface ThreadSnapshot {
@@ -81,6 +85,7 @@ export class EdgeThread {
     private readonly log: Logger,
     e2e: E2EHandler,
     init?: Pick<EdgeThreadInit, 'upstreamBuffers' | 'releaseStates'>,
+    private readonly onBan?: (remote: Uint8Array) => void,
   ) {
     flood.configure(policy.flood);
     this.upstreams.apply(policy, init?.upstreamBuffers);
@@ -110,7 +115,7 @@ export class EdgeThread {
     const store = openStore(init.store, (s, cause) =>
       s.state === 'ok' ? log.info({ store: s }, 'store state changed') : log.warn({ store: s, err: cause?.message }, 'store state changed'));
     const handler = e2e ?? e2eClient(init.e2ePort!);
-    const t = new EdgeThread(init.policy, store, FloodGuard.attach(init.flood), log, handler, init);
+    const t = new EdgeThread(init.policy, store, FloodGuard.attach(init.flood), log, handler, init, opts.onBan);
     const onCounts = opts.onReleaseCounts;
     if (onCounts !== undefined) {
       t.countsTimer = setInterval(() => {
@@ -174,6 +179,7 @@ export class EdgeThread {
     // Without releases, a request's upstream is its route's: no per-request lookup at all.
     const router = this.router;
     const resolveUpstream = Object.keys(policy.releases).length > 0 ? (route: RouteSpec, tenant: string) => router.resolve(route.name, tenant) : undefined;
-    return new Pipeline(policy, { store: this.store, flood: this.flood, metrics: this.metrics, ...(resolveUpstream ? { resolveUpstream } : {}) });
+    const onBan = this.onBan;
+    return new Pipeline(policy, { store: this.store, flood: this.flood, metrics: this.metrics, ...(resolveUpstream ? { resolveUpstream } : {}), ...(onBan ? { onBan } : {}) });
   }
 }

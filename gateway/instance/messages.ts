@@ -24,4 +24,6 @@ export type FromWorker =
   /** An uncaught error in the thread: it closed its sockets and is ending. */
   | { type: 'died'; message: string }
   /** Every second while requests on released routes are proxied: for the ReleaseController. */
-  | { type: 'release-counts'; counts: ReleaseCounts };
+  | { type: 'release-counts'; counts: ReleaseCounts }
+  /** An address the flood guard just banned, for the supervisor's kernel ban table (`--kernel-bans`). */
+  | { type: 'ban'; addr: Uint8Array };

@@ -10,6 +10,7 @@ import { loadPolicy } from '../policy/loader.js';
 import { watchPolicy } from '../policy/watch.js';
 import type { Policy, PolicyProblem } from '../policy/types.js';
 import { FloodGuard } from '../stages/admit/flood-guard.js';
+import { KernelBans } from '../stages/admit/kernel-bans.js';
 import { createStoreHandle, openStore } from '../store/create-store.js';
 import type { LimitStore, StoreStatus } from '../store/types.js';
 import { EdgeThread, type EdgeThreadInit, type ThreadSnapshot } from './edge-thread.js';
@@ -33,6 +34,8 @@ export interface ServeOptions {
    * trusted to hold its budget (leases the thread held are lost), so the caller drains and exits
    * non-zero for the service manager to restart it. Called once. */
   readonly onThreadDied?: (reason: string) => void;
+  /** `--kernel-bans`: mirror deny/allow and bans into an nftables table (needs CAP_NET_ADMIN). */
+  readonly kernelBans?: boolean;
 }
 
 /** A listener thread as the supervisor sees it, in this thread or a worker. */
@@ -58,7 +61,7 @@ function inlineLink(t: EdgeThread): ThreadLink {
   };
 }
 
-function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) => void, onDied: (reason: string) => void): Promise<ThreadLink> {
+function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) => void, onDied: (reason: string) => void, onBan: (addr: Uint8Array) => void): Promise<ThreadLink> {
   const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: init, transferList: init.e2ePort ? [init.e2ePort] : [] });
   const waiting = new Map<number, (s: ThreadSnapshot) => void>();
   let drained: (() => void) | undefined;
@@ -130,6 +133,9 @@ function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) =>
         case 'release-counts':
           onReleaseCounts(m.counts);
           break;
+        case 'ban':
+          onBan(m.addr);
+          break;
       }
     });
   });
@@ -173,6 +179,8 @@ export class Supervisor {
   private ops!: OpsPlane;
   private lastReloadError: string | undefined;
   private e2e!: E2EService;
+  /** `--kernel-bans`: set once the listener's port is known; bans before then stay in userland. */
+  private kernelBans: KernelBans | undefined;
   private readonly metrics = new MetricsRegistry();
   private readonly storeMetrics = new StoreMetrics(this.metrics.registry);
   private draining = false;
@@ -211,7 +219,9 @@ export class Supervisor {
     if (this.policy.listen.port !== 0) await assertPortFree(this.policy.listen.host, this.policy.listen.port);
     const init = (port: number): EdgeThreadInit => ({
       policy: this.policy, store: storeHandle, flood, port, upstreamBuffers: this.ops.buffers(), releaseStates: this.ops.releaseStates(),
+      ...(this.opts.kernelBans ? { kernelBans: true } : {}),
     });
+    const onBan = (addr: Uint8Array) => this.kernelBans?.ban(addr);
     /** A worker's init, with its own port to the supervisor's E2E directory. */
     const workerInit = (port: number): EdgeThreadInit => {
       const { port1, port2 } = new MessageChannel();
@@ -219,19 +229,23 @@ export class Supervisor {
       return { ...init(port), e2ePort: port2 };
     };
     if (workers === 1) {
-      this.threads.push(inlineLink(await EdgeThread.start(init(this.policy.listen.port), log, this.e2e.handle, { onReleaseCounts })));
+      this.threads.push(inlineLink(await EdgeThread.start(init(this.policy.listen.port), log, this.e2e.handle, { onReleaseCounts, ...(this.opts.kernelBans ? { onBan } : {}) })));
     } else {
       // Every thread binds the same non-zero port (SO_REUSEPORT); see freePort for port 0.
       const port = this.policy.listen.port !== 0 ? this.policy.listen.port : await freePort(this.policy.listen.host);
       const died = (reason: string) => this.threadDied(reason);
-      const first = await workerLink(workerInit(port), onReleaseCounts, died);
+      const first = await workerLink(workerInit(port), onReleaseCounts, died, onBan);
       this.threads.push(first);
-      const rest = await Promise.allSettled(Array.from({ length: workers - 1 }, () => workerLink(workerInit(first.port), onReleaseCounts, died)));
+      const rest = await Promise.allSettled(Array.from({ length: workers - 1 }, () => workerLink(workerInit(first.port), onReleaseCounts, died, onBan)));
       for (const r of rest) if (r.status === 'fulfilled') this.threads.push(r.value);
       const failed = rest.find((r) => r.status === 'rejected');
       if (failed) await this.abandon((failed as PromiseRejectedResult).reason as Error);
     }
     this.port = this.threads[0]!.port;
+    if (this.opts.kernelBans) {
+      this.kernelBans = await KernelBans.install({ port: this.port, flood: this.policy.flood, log }).catch((err: Error) => this.abandon(err));
+      log.info({ table: this.kernelBans.table }, 'kernel bans on: denied and banned addresses are refused by nftables');
+    }
     this.ops.registerMetrics(this.metrics.registry);
     this.admin = new AdminServer({
       readiness: () => this.readiness(),
@@ -290,6 +304,7 @@ export class Supervisor {
     this.policy = p;
     const buffers = this.ops.buffers();
     for (const t of this.threads) t.apply(p, buffers);
+    this.kernelBans?.configure(p.flood);
     this.lastReloadError = undefined;
     reloads.inc({ result: 'success' });
     this.lastReload = { at: new Date().toISOString(), result: 'success', hash: p.hash };
@@ -312,6 +327,7 @@ export class Supervisor {
     await Promise.all(this.threads.map((t) => t.drain(timeout)));
     // Only now: a thread done early keeps answering its kept-alive clients 503 while others finish.
     await Promise.all(this.threads.map((t) => t.close()));
+    await this.kernelBans?.close();
     await this.ops.close();
     await this.admin.close();
     await this.store.close();
@@ -362,6 +378,25 @@ export class Supervisor {
     return snaps.map((s) => s.store);
   }
 
+  /** `--kernel-bans`: what the kernel refused, and how the hand-over to nft went. */
+  private async kernelMetrics(kb: KernelBans): Promise<void> {
+    const drops = await kb.drops();
+    if (drops) {
+      const c = this.metrics.counter('ward_kernel_dropped_packets_total', 'Packets to the listen port the kernel refused (--kernel-bans); a refused connection attempt is one packet', ['reason']);
+      c.reset();
+      c.inc({ reason: 'denied' }, drops.denied);
+      c.inc({ reason: 'banned' }, drops.banned);
+    }
+    const st = kb.stats();
+    const bans = this.metrics.counter('ward_kernel_bans_total', 'Bans handed to the kernel (--kernel-bans), by result', ['result']);
+    bans.reset();
+    bans.inc({ result: 'installed' }, st.bans);
+    bans.inc({ result: 'overflow' }, st.overflow);
+    const failures = this.metrics.counter('ward_kernel_nft_failures_total', 'nft runs that failed (--kernel-bans); each is logged', []);
+    failures.reset();
+    failures.inc(st.failures);
+  }
+
   private async renderMetrics(): Promise<{ contentType: string; text: string }> {
     const snaps = await Promise.all(this.threads.map((t) => t.snapshot()));
     this.metrics.setThreadCounters(snaps.map((s) => s.counters));
@@ -371,6 +406,7 @@ export class Supervisor {
     const inUse = await Promise.all([...pools].map(async ([key, [tenant, pool]]) => ({ labels: { tenant, pool }, value: await this.store.inUse(key) })));
     this.metrics.setGauge('ward_concurrency_in_use', 'Concurrency leases held per tenant pool', ['tenant', 'pool'], inUse);
     this.metrics.setGauge('ward_requests_in_flight', 'Requests in flight: proxied, and ward\'s own /v1/e2e/ ones', [], [{ labels: {}, value: snaps.reduce((a, s) => a + s.inFlight, 0) }]);
+    if (this.kernelBans) await this.kernelMetrics(this.kernelBans);
     const st = this.store.status();
     this.metrics.setGauge('ward_store_state', 'Limit store state (1 for the current one)', ['kind', 'state'], [
       { labels: { kind: this.policy.store.kind, state: 'ok' }, value: st.state === 'ok' ? 1 : 0 },

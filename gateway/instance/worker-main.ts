@@ -11,7 +11,9 @@ const init = workerData as EdgeThreadInit;
 
 const post = (m: FromWorker) => port.postMessage(m);
 
-EdgeThread.start(init, log, undefined, { onReleaseCounts: (counts) => post({ type: 'release-counts', counts }) }).then(
+const onBan = init.kernelBans ? (addr: Uint8Array) => post({ type: 'ban', addr: addr.slice() }) : undefined;
+
+EdgeThread.start(init, log, undefined, { onReleaseCounts: (counts) => post({ type: 'release-counts', counts }), ...(onBan ? { onBan } : {}) }).then(
   (thread) => {
     // An uncaught error leaves this thread's state in doubt: close its sockets (Node aborts the
     // whole process when it stops a thread that still holds uWS sockets), tell the supervisor,

@@ -26,6 +26,9 @@ export interface PipelineDeps {
   readonly metrics: EdgeMetrics;
   /** Release routing: the upstream a tenant's request on a route goes to (canary or stable). */
   readonly resolveUpstream?: (route: RouteSpec, tenant: string) => string;
+  /** An address the flood guard has just banned (`--kernel-bans`: the kernel takes it from here).
+   * The bytes are the caller's buffer: copy them to keep them. */
+  readonly onBan?: (remote: Uint8Array) => void;
 }
 
 /** Header lookup in the flat [name, value...] list the edge copied. */
@@ -69,6 +72,7 @@ export class Pipeline {
     const cell = v === FloodVerdict.Denied ? this.dropCells.denied : v === FloodVerdict.Banned ? this.dropCells.banned : this.dropCells.flooding;
     if (this.policy.flood.enforce) {
       cell.dropped.n++;
+      if (v === FloodVerdict.Flooding) this.deps.onBan?.(remote);
       return verdicts.DROP;
     }
     cell.shadow.n++;

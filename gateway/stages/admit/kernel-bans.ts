@@ -1,0 +1,235 @@
+// Kernel-side drops (`ward serve --kernel-bans`): the flood guard's deny and allow lists and each
+// ban it hands out are mirrored into an nftables table of ward's own, so the kernel answers a
+// denied or banned address's packets to ward's port with a TCP reset before any socket exists.
+// A dropped connection then costs ward nothing: no accept, no epoll registration, no getpeername,
+// no close (in userland those are 13 of the 14 system calls a drop costs, all inside uWS).
+//
+// The userland guard stays in force underneath: an nft failure (or a ban still in the queue) only
+// means the address is dropped the dearer way. nft runs as a child process, one transaction per
+// run, at most one run at a time; bans that arrive meanwhile go in the next run together, so a
+// flood of distinct addresses costs a few runs per second, not one per address.
+//
+// Needs the nft command and CAP_NET_ADMIN. The table is inet ward_PORT, deleted on drain and
+// replaced at the next start (after a crash or kill -9 it stays until then).
+
+import { spawn } from 'node:child_process';
+import type { FloodSpec } from '../../policy/types.js';
+import type { Logger } from '../../log.js';
+import { formatAddress } from '../../server/remote-address.js';
+import { isMapped, parseCidr } from './cidr-set.js';
+
+/** Bans waiting for nft beyond this are left to the userland guard (counted in stats().overflow). */
+const MAX_PENDING_BANS = 65_536;
+
+export interface KernelBansStats {
+  /** Bans handed to nft (in runs that succeeded). */
+  readonly bans: number;
+  /** nft runs that failed (each logged). */
+  readonly failures: number;
+  /** Bans not handed over because too many were waiting. */
+  readonly overflow: number;
+}
+
+export interface KernelDrops {
+  /** Packets the kernel refused for a `deny` range, and for a ban (a refused connection is one packet). */
+  readonly denied: number;
+  readonly banned: number;
+}
+
+interface NftResult {
+  readonly ok: boolean;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function runNft(nft: string, args: readonly string[], input?: string): Promise<NftResult> {
+  return new Promise((resolve) => {
+    const child = spawn(nft, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', (err) => resolve({ ok: false, stdout, stderr: err.message }));
+    child.on('close', (code) => resolve({ ok: code === 0, stdout, stderr: stderr.trim() }));
+    child.stdin.on('error', () => undefined); // nft gone before reading: its exit code tells
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** nft's element text for a CIDR of the policy: family and "net/len" (mapped IPv4 as IPv4). */
+function cidrElement(text: string): { family: 4 | 6; element: string } {
+  const c = parseCidr(text);
+  return { family: c.family, element: `${formatAddress(c.bytes)}/${c.prefix}` };
+}
+
+export class KernelBans {
+  private flood: FloodSpec;
+  private pendingConfig: string | undefined;
+  private pendingBans: string[] = [];
+  private running: Promise<void> | undefined;
+  private closed = false;
+  private bans = 0;
+  private failures = 0;
+  private overflow = 0;
+
+  private constructor(
+    private readonly nft: string,
+    readonly table: string,
+    private readonly port: number,
+    flood: FloodSpec,
+    private readonly log: Logger,
+  ) {
+    this.flood = flood;
+  }
+
+  /** Creates (or replaces) the table for `port` with the policy's lists. Throws with nft's words
+   * when nft is missing or not permitted: the operator asked for kernel drops, so ward does not
+   * start without them. */
+  static async install(opts: { port: number; flood: FloodSpec; log: Logger; nft?: string }): Promise<KernelBans> {
+    const kb = new KernelBans(opts.nft ?? 'nft', `ward_${opts.port}`, opts.port, opts.flood, opts.log);
+    const r = await runNft(kb.nft, ['-f', '-'], kb.tableScript() + kb.listsScript());
+    if (!r.ok) throw new Error(`--kernel-bans: nft could not install table inet ${kb.table} (needs the nft command and CAP_NET_ADMIN): ${r.stderr.split('\n')[0]}`);
+    return kb;
+  }
+
+  /** A new policy version's lists; bans in force stay (all go in shadow mode: `enforce: false`). */
+  configure(flood: FloodSpec): void {
+    this.flood = flood;
+    this.pendingConfig = this.listsScript();
+    this.kick();
+  }
+
+  /**
+   * Bans the address the flood guard just banned (its bytes as the guard saw them) for ban_s. An
+   * IPv6 address is banned by its flood.ipv6_prefix, as the guard counts it.
+   */
+  ban(addr: Uint8Array): void {
+    const per = this.flood.per_ip;
+    if (this.closed || !this.flood.enforce || !per) return;
+    if (this.pendingBans.length >= MAX_PENDING_BANS) {
+      this.overflow++;
+      return;
+    }
+    const v4 = addr.length === 4 || (addr.length === 16 && isMapped(addr, 0));
+    let element: string;
+    if (v4) element = formatAddress(addr);
+    else if (addr.length === 16) {
+      const bits = this.flood.ipv6_prefix;
+      const net = addr.slice();
+      for (let bit = bits; bit < 128; bit++) net[bit >> 3] &= ~(0x80 >> (bit & 7));
+      element = `${formatAddress(net)}/${bits}`;
+    } else return;
+    this.pendingBans.push(`add element inet ${this.table} ${v4 ? 'ban4' : 'ban6'} { ${element} timeout ${Math.max(1, Math.ceil(per.ban_s))}s }`);
+    this.kick();
+  }
+
+  stats(): KernelBansStats {
+    return { bans: this.bans, failures: this.failures, overflow: this.overflow };
+  }
+
+  /** The kernel's drop counters (one nft run: call it at scrape time, not per request). */
+  async drops(): Promise<KernelDrops | undefined> {
+    const r = await runNft(this.nft, ['-j', 'list', 'counters', 'table', 'inet', this.table]);
+    if (!r.ok) return undefined;
+    const out = { denied: 0, banned: 0 };
+    try {
+      for (const item of (JSON.parse(r.stdout) as { nftables: { counter?: { name: string; packets: number } }[] }).nftables) {
+        const c = item.counter;
+        if (c && (c.name === 'denied' || c.name === 'banned')) out[c.name] = c.packets;
+      }
+    } catch {
+      return undefined;
+    }
+    return out;
+  }
+
+  /** Waits for queued work, then deletes the table: a stopped ward drops nothing. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.running) await this.running;
+    const r = await runNft(this.nft, ['delete', 'table', 'inet', this.table]);
+    if (!r.ok) this.log.warn({ table: this.table, err: r.stderr }, 'could not delete the kernel ban table');
+  }
+
+  /** Waits until nothing is queued or running (tests, and close). */
+  async settled(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private kick(): void {
+    if (this.running || this.closed) return;
+    let script: string;
+    let bans = 0;
+    if (this.pendingConfig !== undefined) {
+      // A list change goes alone: a ban that nft refuses must not hold back a policy edit.
+      script = this.pendingConfig;
+      this.pendingConfig = undefined;
+    } else if (this.pendingBans.length > 0) {
+      bans = this.pendingBans.length;
+      script = this.pendingBans.join('\n') + '\n';
+      this.pendingBans = [];
+    } else return;
+    this.running = runNft(this.nft, ['-f', '-'], script).then((r) => {
+      if (r.ok) this.bans += bans;
+      else {
+        this.failures++;
+        this.log.warn({ table: this.table, err: r.stderr.split('\n')[0], bans }, bans ? 'nft refused a batch of bans: those addresses are dropped in userland instead' : 'nft refused the deny/allow lists: the kernel keeps the previous ones');
+      }
+      this.running = undefined;
+      this.kick();
+    });
+  }
+
+  /** The table, its sets and rules, emptied first if an earlier run left it. */
+  private tableScript(): string {
+    const t = this.table;
+    const p = this.port;
+    return `table inet ${t} {}
+delete table inet ${t}
+table inet ${t} {
+  counter denied {}
+  counter banned {}
+  set allow4 { type ipv4_addr; flags interval; auto-merge; }
+  set allow6 { type ipv6_addr; flags interval; auto-merge; }
+  set deny4 { type ipv4_addr; flags interval; auto-merge; }
+  set deny6 { type ipv6_addr; flags interval; auto-merge; }
+  set ban4 { type ipv4_addr; flags timeout; }
+  set ban6 { type ipv6_addr; flags interval, timeout; }
+  chain input {
+    type filter hook input priority filter - 10; policy accept;
+    tcp dport ${p} ip saddr @allow4 accept
+    tcp dport ${p} ip6 saddr @allow6 accept
+    tcp dport ${p} ip saddr @deny4 counter name "denied" reject with tcp reset
+    tcp dport ${p} ip6 saddr @deny6 counter name "denied" reject with tcp reset
+    tcp dport ${p} ip saddr @ban4 counter name "banned" reject with tcp reset
+    tcp dport ${p} ip6 saddr @ban6 counter name "banned" reject with tcp reset
+  }
+}
+`;
+  }
+
+  /** Replaces the allow and deny sets with the policy's (deny empty in shadow mode, and bans lifted). */
+  private listsScript(): string {
+    const t = this.table;
+    const f = this.flood;
+    const sets: Record<string, string[]> = { allow4: [], allow6: [], deny4: [], deny6: [] };
+    for (const c of f.allow) {
+      const e = cidrElement(c);
+      sets[`allow${e.family}`]!.push(e.element);
+    }
+    if (f.enforce) {
+      for (const c of f.deny) {
+        const e = cidrElement(c);
+        sets[`deny${e.family}`]!.push(e.element);
+      }
+    }
+    let s = '';
+    for (const [name, elements] of Object.entries(sets)) {
+      s += `flush set inet ${t} ${name}\n`;
+      if (elements.length) s += `add element inet ${t} ${name} { ${elements.join(', ')} }\n`;
+    }
+    if (!f.enforce) s += `flush set inet ${t} ban4\nflush set inet ${t} ban6\n`;
+    return s;
+  }
+}
