@@ -14,8 +14,11 @@ export interface BenchTarget {
   readonly port: number;
   /** Root of the process tree whose CPU is counted (for the upstream: the upstream itself). */
   readonly pid: number;
-  /** false for the bare upstream and the floor proxy: they have no 429 or ban path. */
+  /** false for the bare upstream and the floor proxy: they have no 429 or ban path (and for
+   * ward-serial, whose 429 path is ward's). */
   readonly limits: boolean;
+  /** Whether its banned connections are measured, and how it drops them. */
+  readonly drops?: 'kernel' | 'userland';
   stop(): Promise<void>;
 }
 
@@ -40,6 +43,8 @@ export interface TargetSetup {
   readonly workers: number;
   readonly cpus?: string;
   readonly include: ReadonlySet<TargetName>;
+  /** `ward` (not ward-serial) runs with --kernel-bans: its drops are the kernel's. */
+  readonly kernelBans?: boolean;
   /** Extra node flags for ward (e.g. --cpu-prof). */
   readonly nodeFlags?: readonly string[];
   /** Lines for the report: what was skipped and why. */
@@ -49,7 +54,9 @@ export interface TargetSetup {
 /** ward on the bench policy: JWT auth, a bucket and a concurrency pool on every request, per-address
  * flood rule with bans (127.0.0.1, the load generator, is allow-listed as a trusted NAT would be).
  * `ward` pipelines to the upstream (`pipeline: true`: a uWS server, which takes pipelined requests);
- * `ward-serial` is the same with the default, one request per upstream connection at a time. */
+ * `ward-serial` is the same with the default, one request per upstream connection at a time.
+ * With `s.kernelBans`, `ward` also runs with --kernel-bans and ward-serial drops in userland, so
+ * the bench shows both ways of dropping. */
 export async function startBenchWard(s: TargetSetup, name: 'ward' | 'ward-serial' = 'ward'): Promise<BenchTarget> {
   const policy = await writeWardPolicy(
     {
@@ -63,14 +70,18 @@ export async function startBenchWard(s: TargetSetup, name: 'ward' | 'ward-serial
     },
     s.keys,
   );
-  const child = await startWard(policy, { workers: s.workers, cpus: s.cpus, nodeFlags: s.nodeFlags });
-  // Refusals and drops never reach the upstream: ward-serial's would be ward's again.
-  if (name === 'ward-serial') return { name, port: policy.port, pid: child.pid, limits: false, stop: () => child.stop() };
-  if (!s.banned.length) return { name: 'ward', port: policy.port, pid: child.pid, limits: true, stop: () => child.stop() };
+  const kernelBans = name === 'ward' && !!s.kernelBans;
+  const child = await startWard(policy, { workers: s.workers, cpus: s.cpus, nodeFlags: s.nodeFlags, kernelBans });
+  // Refusals never reach the upstream: ward-serial's 429s would be ward's again. Its drops differ
+  // only when ward's are the kernel's.
+  const limits = name === 'ward';
+  const drops = kernelBans ? 'kernel' : limits || s.kernelBans ? 'userland' : undefined;
+  const target: BenchTarget = { name, port: policy.port, pid: child.pid, limits, ...(drops ? { drops } : {}), stop: () => child.stop() };
+  if (!drops || !s.banned.length) return target;
   // Get the banned addresses banned: their first requests go over the per-address rate.
   const warm = await runConnectFlood({ host: '127.0.0.1', port: policy.port, addresses: s.banned, durationS: 1, path: BENCH_PATH });
-  if (warm.dropped === 0) s.notes.push(`ward did not ban ${s.banned.join(', ')} while warming up (${warm.answered} answered): its drop cost is not measured`);
-  return { name: 'ward', port: policy.port, pid: child.pid, limits: true, stop: () => child.stop() };
+  if (warm.dropped + warm.refused === 0) s.notes.push(`${name} did not ban ${s.banned.join(', ')} while warming up (${warm.answered} answered): its drop cost is not measured`);
+  return target;
 }
 
 export async function startTargets(s: TargetSetup, upstream: BenchTarget): Promise<BenchTarget[]> {
@@ -110,7 +121,7 @@ export async function startTargets(s: TargetSetup, upstream: BenchTarget): Promi
     if (!s.include.has(name)) continue;
     try {
       const r = await start(ref);
-      out.push({ name, port: r.port, pid: r.pid, limits: true, stop: () => r.stop() });
+      out.push({ name, port: r.port, pid: r.pid, limits: true, drops: 'userland', stop: () => r.stop() });
     } catch (e) {
       s.notes.push(`${name} skipped: ${(e as Error).message.split('\n').slice(0, 3).join(' / ')}`);
     }

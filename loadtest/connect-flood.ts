@@ -29,7 +29,10 @@ export interface ConnectFloodResult {
   readonly answered: number;
   /** Status lines of those answers, counted (e.g. {"HTTP/1.1 401 Unauthorized": 3}). */
   readonly answers: Readonly<Record<string, number>>;
-  /** Could not connect at all (refused, no such address, timeout). */
+  /** Refused at the handshake (a reset answered the SYN): how `ward serve --kernel-bans` drops, or
+   * nothing listening. The caller knows which. */
+  readonly refused: number;
+  /** Could not connect at all otherwise (no such address, timeout). */
   readonly failed: number;
   readonly perSecond: number;
 }
@@ -44,6 +47,7 @@ export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFl
   let dropped = 0;
   let answered = 0;
   let failed = 0;
+  let refused = 0;
   let turn = 0;
   const answers: Record<string, number> = {};
   const once = () =>
@@ -51,6 +55,7 @@ export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFl
       const localAddress = addressAt(turn++);
       let gotBytes = false;
       let connected = false;
+      let wasRefused = false;
       const s = connect({ host: o.host, port: o.port, localAddress, noDelay: true }, () => {
         connected = true;
         s.write(request);
@@ -64,11 +69,13 @@ export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFl
       // A reset right after the handshake (haproxy's connection reject) is a drop too.
       s.on('error', (e: NodeJS.ErrnoException) => {
         if (e.code === 'ECONNRESET' || e.code === 'EPIPE') connected = true;
+        else if (e.code === 'ECONNREFUSED') wasRefused = true;
       });
       s.on('close', () => {
         connections++;
         if (gotBytes) answered++;
         else if (connected) dropped++;
+        else if (wasRefused) refused++;
         else failed++;
         resolve();
       });
@@ -81,5 +88,5 @@ export async function runConnectFlood(o: ConnectFloodOptions): Promise<ConnectFl
   const t0 = performance.now();
   await Promise.all(Array.from({ length: o.concurrency ?? 32 }, loop));
   const secs = (performance.now() - t0) / 1000;
-  return { connections, dropped, answered, answers, failed, perSecond: connections / secs };
+  return { connections, dropped, answered, answers, refused, failed, perSecond: connections / secs };
 }

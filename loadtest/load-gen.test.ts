@@ -83,13 +83,27 @@ test('a connection closed with no answer counts as dropped, for runs and for con
   }
 });
 
+test('connections refused at the handshake (a reset answers the SYN) are refusals to a connection flood and drops to a fixed-rate flow', async () => {
+  // Nothing listens on a port just released: the kernel resets every SYN, as --kernel-bans does.
+  const { port, server } = await rawServer(() => null);
+  await new Promise((r) => server.close(r));
+  const f = await runConnectFlood({ host: '127.0.0.1', port, addresses: ['127.0.0.3'], durationS: 5, count: 20, concurrency: 2 });
+  assert.equal(f.refused, 20);
+  assert.equal(f.dropped + f.answered + f.failed, 0);
+  // A fixed-rate flow counts them as dropped: no answer came.
+  const r = await runLoad({ host: '127.0.0.1', port, durationS: 0.3, warmupS: 0, drainMs: 300, flows: [{ name: 'banned', kind: 'flood', rate: 100, path: '/', localAddresses: ['127.0.0.3'] }] });
+  const b = r.flows[0];
+  assert.ok(b.dropped > 0 && b.dropped === b.sent, `${b.dropped} dropped of ${b.sent}`);
+  assert.equal(b.errors, 0);
+});
+
 test('a connection flood against a server that answers counts answers, not drops', async () => {
   const up = await startUpstream(0);
   try {
     const f = await runConnectFlood({ host: '127.0.0.1', port: up.port, addressAt: (i) => `127.0.9.${1 + (i % 200)}`, durationS: 5, count: 50, concurrency: 5 });
     assert.equal(f.connections, 50);
     assert.equal(f.answered, 50);
-    assert.equal(f.dropped + f.failed, 0);
+    assert.equal(f.dropped + f.refused + f.failed, 0);
   } finally {
     up.close();
   }

@@ -51,7 +51,8 @@ export interface FlowResult {
   /** Any other status. */
   readonly other: number;
   readonly statuses: Readonly<Record<string, number>>;
-  /** Connections closed by the server with a request outstanding and no answer. */
+  /** Connections closed by the server with a request outstanding and no answer, or refused at the
+   * handshake (how the kernel drops for `ward serve --kernel-bans`). */
   readonly dropped: number;
   /** Connect errors and resets after part of an answer. */
   readonly errors: number;
@@ -262,12 +263,12 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
           }
           if (!stopped) dispatch(f);
         },
-        onClose(inFlight, answered) {
+        onClose(inFlight, answered, error) {
           f.conns.delete(conn);
           if (inFlight) f.inFlight--;
           if (inFlight && conn.due >= t0) {
             if (answered) f.errors++;
-            else if (conn.connected) {
+            else if (conn.connected || (error as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED') {
               f.dropped++;
               f.sec.dropped++;
             } else f.errors++;

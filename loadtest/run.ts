@@ -22,7 +22,7 @@ export const SCENARIOS: Readonly<Record<string, { run: Scenario; durationS: numb
   ops: { run: ops, durationS: 4, runs: 2, about: 'pick cost per balancer, health+hashing on vs off, ring vs 1/N, and a fault table' },
 };
 
-const USAGE = `usage: npm run loadtest -- SCENARIO [--duration S] [--runs N] [--workers N] [--profile] [--through ward|nginx]
+const USAGE = `usage: npm run loadtest -- SCENARIO [--duration S] [--runs N] [--workers N] [--profile] [--through ward|nginx] [--no-kernel-bans]
 scenarios:
 ${Object.entries(SCENARIOS)
   .map(([k, v]) => `  ${k.padEnd(11)} ${v.about}`)
@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { duration: { type: 'string' }, runs: { type: 'string' }, workers: { type: 'string' }, profile: { type: 'boolean' }, through: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { duration: { type: 'string' }, runs: { type: 'string' }, workers: { type: 'string' }, profile: { type: 'boolean' }, through: { type: 'string' }, 'no-kernel-bans': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   });
   const name = positionals[0];
   const s = name ? SCENARIOS[name] : undefined;
@@ -55,6 +55,7 @@ async function main(argv: string[]): Promise<number> {
     workers: num(values.workers, 1, 'workers'),
     profile: values.profile,
     through,
+    kernelBans: !values['no-kernel-bans'],
     progress: new Progress(),
   });
   const dir = writeReport(report);

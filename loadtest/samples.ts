@@ -2,7 +2,7 @@
 // the server's own CPU time over the same interval, per request or per dropped connection.
 
 import { runConnectFlood } from './connect-flood.js';
-import { cpuBetween, cpuMicrosPer, markNoise, noiseSince, readPreemptions, sampleCpu } from './cpu.js';
+import { clockTicksPerSecond, cpuBetween, cpuMicrosPer, markNoise, noiseSince, readPreemptions, sampleCpu, systemBusyTicks } from './cpu.js';
 import { runWrk } from './wrk.js';
 
 export interface Measured {
@@ -32,7 +32,14 @@ export interface DropSample {
   readonly perSecond: number;
   /** Server CPU µs per dropped connection. */
   readonly cpuUs: number;
+  /** The whole machine's busy CPU µs per dropped connection: the server, the kernel and the client
+   * opening the connections (the same client for every server), so work moved into the kernel
+   * shows up here even when it runs outside the server's process. */
+  readonly machineUs: number;
+  /** Accepted, then closed with no answer. */
   readonly dropped: number;
+  /** Refused at the handshake by the kernel (`--kernel-bans`): drops too. */
+  readonly refused: number;
   readonly answered: number;
   readonly answers: Readonly<Record<string, number>>;
 }
@@ -58,9 +65,12 @@ export async function wrkSample(t: Measured, o: WrkSampleOptions): Promise<WrkSa
 
 export async function dropSample(t: Measured, addresses: readonly string[], durationS: number, path: string): Promise<DropSample> {
   const before = sampleCpu(t.pid);
+  const machineBefore = systemBusyTicks();
   const r = await runConnectFlood({ host: '127.0.0.1', port: t.port, addresses, durationS, path });
   const usage = cpuBetween(before, sampleCpu(t.pid));
-  return { perSecond: r.perSecond, cpuUs: cpuMicrosPer(usage, r.dropped), dropped: r.dropped, answered: r.answered, answers: r.answers };
+  const machineMs = ((systemBusyTicks() - machineBefore) * 1000) / clockTicksPerSecond();
+  const drops = r.dropped + r.refused;
+  return { perSecond: r.perSecond, cpuUs: cpuMicrosPer(usage, drops), machineUs: drops > 0 ? (machineMs * 1000) / drops : NaN, dropped: r.dropped, refused: r.refused, answered: r.answered, answers: r.answers };
 }
 
 export function median(xs: readonly number[]): number {

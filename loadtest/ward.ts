@@ -2,6 +2,7 @@
 // the gateway's CLI exists: a policy directory written into a temp dir (gateway.yaml, a fresh Ed25519
 // key pair as jwks.json + dev-private.jwk), tokens minted with the same key, and `ward serve` started.
 
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,12 +100,22 @@ export interface WardStartOptions {
   readonly cpus?: string;
   /** Extra node flags, e.g. --cpu-prof. */
   readonly nodeFlags?: readonly string[];
+  /** `--kernel-bans` (see kernelBansUnusable). */
+  readonly kernelBans?: boolean;
+}
+
+/** Why `ward serve --kernel-bans` cannot run here (no nft, or no CAP_NET_ADMIN), or undefined when it can. */
+export function kernelBansUnusable(): string | undefined {
+  const r = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' });
+  if (r.status === 0) return undefined;
+  return r.error ? 'nft is not installed (apt-get install nftables)' : `nft cannot change the firewall here: ${(r.stderr ?? '').trim().split('\n')[0]}`;
 }
 
 /** Starts `ward serve` on the policy and waits for its "listening" log line. */
 export function startWard(policy: WardPolicy, o: WardStartOptions = {}): Promise<Child> {
   const args = [...(o.nodeFlags ?? []), wardCliPath(), 'serve', '--policies', policy.dir];
   if (o.workers !== undefined) args.push('--workers', String(o.workers));
+  if (o.kernelBans) args.push('--kernel-bans');
   return startChild({
     name: 'ward',
     cmd: process.execPath,

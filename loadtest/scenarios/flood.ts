@@ -1,12 +1,13 @@
 // flood: what refusing costs ward. CPU per request answered 429 (a tenant whose bucket is spent), per
-// request answered 401 (no token), and per connection of a banned address (closed unanswered).
+// request answered 401 (no token), and per connection of a banned address: closed unanswered by ward,
+// and (where nft can run) refused by the kernel with `ward serve --kernel-bans`.
 
 import { benchTokens, BENCH_PATH, startBenchWard } from '../bench-targets.js';
 import { treeRssBytes } from '../cpu.js';
 import { type Report } from '../report.js';
 import { dropSample, median, noiseNote, warmUp, wrkSample, type DropSample, type WrkSample } from '../samples.js';
 import { spawnUpstream } from '../upstream.js';
-import { makeKeys } from '../ward.js';
+import { kernelBansUnusable, makeKeys } from '../ward.js';
 import { LOADGEN_CPUS, SERVER_CPUS, wardCpus, type ScenarioOptions, beginScenario } from './scenario.js';
 
 const BANNED = ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8'];
@@ -17,10 +18,12 @@ export async function flood(o: ScenarioOptions): Promise<Report> {
   const keys = await makeKeys();
   const tokens = await benchTokens(keys);
   const up = await spawnUpstream(SERVER_CPUS);
-  const ward = await startBenchWard({ upstreamPort: up.port, keys, tokens, banned: BANNED, workers: o.workers, cpus: wardCpus(o.workers), include: new Set(['ward']), notes });
+  const setup = { upstreamPort: up.port, keys, tokens, banned: BANNED, workers: o.workers, cpus: wardCpus(o.workers), include: new Set(['ward'] as const), notes };
+  const ward = await startBenchWard(setup);
   const limited: WrkSample[] = [];
   const unauth: WrkSample[] = [];
   const drops: DropSample[] = [];
+  const kernelDrops: DropSample[] = [];
   let rssMb = 0;
   try {
     o.progress.update('warming up');
@@ -40,6 +43,21 @@ export async function flood(o: ScenarioOptions): Promise<Report> {
       if (d.answered) notes.push(`${tag}: ${d.answered} connections from banned addresses were answered: ${JSON.stringify(d.answers)}`);
     }
     rssMb = Math.round(treeRssBytes(ward.pid) / 2 ** 20);
+    await ward.stop();
+    const why = kernelBansUnusable();
+    if (why) notes.push(`not measured: drops by the kernel (--kernel-bans), because ${why}`);
+    else {
+      const kernelWard = await startBenchWard({ ...setup, kernelBans: true });
+      try {
+        for (let i = 0; i < o.runs; i++) {
+          const d = await o.progress.countdown(`run ${i + 1}/${o.runs} · banned, --kernel-bans`, o.durationS, dropSample(kernelWard, BANNED, o.durationS, BENCH_PATH));
+          kernelDrops.push(d);
+          o.progress.log(`run ${i + 1}/${o.runs} · banned, --kernel-bans: ${Math.round(d.perSecond)} connections/s, ${d.cpuUs.toFixed(1)} CPU µs each (${d.refused} refused by the kernel, ${d.answered} answered)`);
+        }
+      } finally {
+        await kernelWard.stop();
+      }
+    }
   } finally {
     await ward.stop();
     await up.stop();
@@ -57,13 +75,14 @@ export async function flood(o: ScenarioOptions): Promise<Report> {
     tables: [
       {
         title: `Per refusal (median of ${o.runs} runs of ${o.durationS} s)`,
-        columns: ['refusal', 'per second', 'ward CPU µs each', 'p99 µs'],
+        columns: ['refusal', 'per second', 'ward CPU µs each', 'p99 µs', 'whole machine CPU µs each'],
         rows: [
-          ['429 rate_limited (keep-alive)', median(limited.map((x) => x.rps)), m(limited), median(limited.map((x) => x.p99_us))],
-          ['401 unauthorized (keep-alive)', median(unauth.map((x) => x.rps)), m(unauth), median(unauth.map((x) => x.p99_us))],
-          ['banned address: connection dropped', median(drops.map((x) => x.perSecond)), m(drops), '–'],
+          ['429 rate_limited (keep-alive)', median(limited.map((x) => x.rps)), m(limited), median(limited.map((x) => x.p99_us)), '–'],
+          ['401 unauthorized (keep-alive)', median(unauth.map((x) => x.rps)), m(unauth), median(unauth.map((x) => x.p99_us)), '–'],
+          ['banned address: connection dropped by ward', median(drops.map((x) => x.perSecond)), m(drops), '–', median(drops.map((x) => x.machineUs))],
+          ...(kernelDrops.length ? [['banned address: refused by the kernel (--kernel-bans)', median(kernelDrops.map((x) => x.perSecond)), m(kernelDrops), '–', median(kernelDrops.map((x) => x.machineUs))]] : []),
         ],
-        note: 'The dropped-connection cost includes accepting the TCP connection and closing it (kernel time charged to ward).',
+        note: 'A connection ward drops costs it the accept and the close (kernel time charged to ward). With --kernel-bans the kernel answers the SYN with a reset and ward never sees it. The whole-machine column is both cores, the generator opening the connections included: it shows what moved into the kernel.',
       },
     ],
     charts: [
@@ -76,10 +95,11 @@ export async function flood(o: ScenarioOptions): Promise<Report> {
           { name: '429', values: limited.map((x) => x.cpuUs) },
           { name: '401', values: unauth.map((x) => x.cpuUs) },
           { name: 'dropped connection', values: drops.map((x) => x.cpuUs) },
+          ...(kernelDrops.length ? [{ name: 'refused by the kernel', values: kernelDrops.map((x) => x.cpuUs) }] : []),
         ],
       },
     ],
     notes,
-    data: { limited, unauth, drops, rss_mb: rssMb },
+    data: { limited, unauth, drops, kernel_drops: kernelDrops, rss_mb: rssMb },
   };
 }

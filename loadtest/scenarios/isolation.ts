@@ -16,7 +16,7 @@ import { cpuBetween, markNoise, noiseSince, sampleCpu } from '../cpu.js';
 import { noiseNote } from '../samples.js';
 import { type Report, type Table } from '../report.js';
 import { spawnUpstream } from '../upstream.js';
-import { mintToken, startWard, writeWardPolicy, type WardPolicy } from '../ward.js';
+import { kernelBansUnusable, mintToken, startWard, writeWardPolicy, type WardPolicy } from '../ward.js';
 import { startNginx } from '../references.js';
 import { LOADGEN_CPUS, upstreamCpus, wardCpus, type ScenarioOptions, beginScenario, type UpstreamPlacement } from './scenario.js';
 
@@ -94,7 +94,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     maxConnections: 128,
   };
   const flood: FlowSpec = { name: 'address flood', kind: 'flood', rate: FLOOD_RATE, path: PATH, localAddresses: FLOOD_ADDRESSES, maxConnections: 64 };
-  const proxy = await startProxy(o, policy, up.port, good[0]!);
+  const proxy = await startProxy(o, policy, up.port, good[0]!, notes);
 
   // The noisy tenant and the flood come from a nice-19, SCHED_IDLE process on the same core as the
   // good tenants' generator (which sleeps between 1 ms ticks and preempts it whenever it has work).
@@ -314,7 +314,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
  * same per-tenant limit keyed on the Authorization header (nginx cannot verify a JWT without add-ons)
  * and the flood addresses dropped unanswered from the start (nginx has no ban after a rate; ward bans
  * them within their first second). */
-async function startProxy(o: ScenarioOptions, policy: WardPolicy, upstreamPort: number, tenant: FlowSpec): Promise<{ readonly name: string; readonly port: number; readonly pid: number; stop(): Promise<void> }> {
+async function startProxy(o: ScenarioOptions, policy: WardPolicy, upstreamPort: number, tenant: FlowSpec, notes: string[]): Promise<{ readonly name: string; readonly port: number; readonly pid: number; stop(): Promise<void> }> {
   if (o.through === 'nginx') {
     return startNginx({
       upstreamPort,
@@ -326,7 +326,11 @@ async function startProxy(o: ScenarioOptions, policy: WardPolicy, upstreamPort: 
       cpus: wardCpus(o.workers),
     });
   }
-  const ward = await startWard(policy, { workers: o.workers, cpus: wardCpus(o.workers) });
+  // The flood's addresses are banned within their first second; with --kernel-bans the kernel
+  // refuses their connections from then on, so they stop costing ward's core anything.
+  const why = o.kernelBans === false ? 'not asked for (--no-kernel-bans)' : kernelBansUnusable();
+  notes.push(why ? `ward drops the flood in userland: --kernel-bans ${why.startsWith('not asked') ? why : `cannot run here (${why})`}` : 'ward runs with --kernel-bans: once banned, the flood addresses are refused by the kernel');
+  const ward = await startWard(policy, { workers: o.workers, cpus: wardCpus(o.workers), kernelBans: !why });
   return { name: 'ward', port: policy.port, pid: ward.pid, stop: () => ward.stop() };
 }
 

@@ -18,6 +18,8 @@ export interface ScenarioOptions {
   readonly profile?: boolean;
   /** The proxy under test: ward, or nginx in its place as a reference (isolation only). */
   readonly through?: 'ward' | 'nginx';
+  /** isolation: ward runs with --kernel-bans where nft can run (default); false keeps its drops in userland. */
+  readonly kernelBans?: boolean;
   readonly progress: Progress;
 }
 
