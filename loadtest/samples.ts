@@ -80,9 +80,10 @@ export function median(xs: readonly number[]): number {
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
-/** a ÷ b to two decimals, or '–' when either is missing. */
+/** a ÷ b to two decimals ('< 0.01' below that), or '–' when either is missing. */
 export function ratio(a: number, b: number): string {
-  return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : '–';
+  if (!(Number.isFinite(a) && Number.isFinite(b) && b > 0)) return '–';
+  return a / b < 0.005 ? '< 0.01' : (a / b).toFixed(2);
 }
 
 /** A report line on how much else ran on the machine during the samples, or undefined when nothing did. */
