@@ -395,6 +395,9 @@ export class Supervisor {
     const failures = this.metrics.counter('ward_kernel_nft_failures_total', 'nft runs that failed (--kernel-bans); each is logged', []);
     failures.reset();
     failures.inc(st.failures);
+    const reinstalls = this.metrics.counter('ward_kernel_table_reinstalls_total', 'Times the kernel ban table was found removed from outside ward and put back (--kernel-bans)', []);
+    reinstalls.reset();
+    reinstalls.inc(st.reinstalls);
   }
 
   private async renderMetrics(): Promise<{ contentType: string; text: string }> {

@@ -28,6 +28,8 @@ export interface KernelBansStats {
   readonly failures: number;
   /** Bans not handed over because too many were waiting. */
   readonly overflow: number;
+  /** Times the table was found removed from outside ward and put back. */
+  readonly reinstalls: number;
 }
 
 export interface KernelDrops {
@@ -71,6 +73,7 @@ export class KernelBans {
   private bans = 0;
   private failures = 0;
   private overflow = 0;
+  private reinstalls = 0;
 
   private constructor(
     private readonly nft: string,
@@ -124,13 +127,17 @@ export class KernelBans {
   }
 
   stats(): KernelBansStats {
-    return { bans: this.bans, failures: this.failures, overflow: this.overflow };
+    return { bans: this.bans, failures: this.failures, overflow: this.overflow, reinstalls: this.reinstalls };
   }
 
   /** The kernel's drop counters (one nft run: call it at scrape time, not per request). */
   async drops(): Promise<KernelDrops | undefined> {
     const r = await runNft(this.nft, ['-j', 'list', 'counters', 'table', 'inet', this.table]);
-    if (!r.ok) return undefined;
+    if (!r.ok) {
+      // Most likely the table was removed from outside: rewriting the lists finds that and puts it back.
+      if (!this.closed) this.configure(this.flood);
+      return undefined;
+    }
     const out = { denied: 0, banned: 0 };
     try {
       for (const item of (JSON.parse(r.stdout) as { nftables: { counter?: { name: string; packets: number } }[] }).nftables) {
@@ -159,26 +166,42 @@ export class KernelBans {
 
   private kick(): void {
     if (this.running || this.closed) return;
+    let lines: string[] = [];
     let script: string;
-    let bans = 0;
     if (this.pendingConfig !== undefined) {
       // A list change goes alone: a ban that nft refuses must not hold back a policy edit.
       script = this.pendingConfig;
       this.pendingConfig = undefined;
     } else if (this.pendingBans.length > 0) {
-      bans = this.pendingBans.length;
-      script = this.pendingBans.join('\n') + '\n';
+      lines = this.pendingBans;
+      script = lines.join('\n') + '\n';
       this.pendingBans = [];
     } else return;
-    this.running = runNft(this.nft, ['-f', '-'], script).then((r) => {
-      if (r.ok) this.bans += bans;
-      else {
-        this.failures++;
-        this.log.warn({ table: this.table, err: r.stderr.split('\n')[0], bans }, bans ? 'nft refused a batch of bans: those addresses are dropped in userland instead' : 'nft refused the deny/allow lists: the kernel keeps the previous ones');
-      }
+    this.running = this.apply(script, lines).then(() => {
       this.running = undefined;
       this.kick();
     });
+  }
+
+  /** One nft run; if the table has gone (a firewall reload or `nft flush ruleset` elsewhere), puts it
+   * back with the current lists and queues the batch's bans again. */
+  private async apply(script: string, bans: string[]): Promise<void> {
+    const r = await runNft(this.nft, ['-f', '-'], script);
+    if (r.ok) {
+      this.bans += bans.length;
+      return;
+    }
+    if (!this.closed && !(await runNft(this.nft, ['list', 'table', 'inet', this.table])).ok) {
+      const again = await runNft(this.nft, ['-f', '-'], this.tableScript() + this.listsScript());
+      if (again.ok) {
+        this.reinstalls++;
+        this.log.warn({ table: this.table, bans: bans.length }, 'the kernel ban table had been removed from outside ward: reinstalled with the current lists (bans made before are enforced in userland)');
+        this.pendingBans = [...bans, ...this.pendingBans];
+        return;
+      }
+    }
+    this.failures++;
+    this.log.warn({ table: this.table, err: r.stderr.split('\n')[0], bans: bans.length }, bans.length ? 'nft refused a batch of bans: those addresses are dropped in userland instead' : 'nft refused the deny/allow lists: the kernel keeps the previous ones');
   }
 
   /** The table, its sets and rules, emptied first if an earlier run left it. */
