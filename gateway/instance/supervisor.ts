@@ -380,24 +380,21 @@ export class Supervisor {
 
   /** `--kernel-bans`: what the kernel refused, and how the hand-over to nft went. */
   private async kernelMetrics(kb: KernelBans): Promise<void> {
+    const m = this.metrics;
     const drops = await kb.drops();
     if (drops) {
-      const c = this.metrics.counter('ward_kernel_dropped_packets_total', 'Packets to the listen port the kernel refused (--kernel-bans); a refused connection attempt is one packet', ['reason']);
-      c.reset();
-      c.inc({ reason: 'denied' }, drops.denied);
-      c.inc({ reason: 'banned' }, drops.banned);
+      m.setCounter('ward_kernel_dropped_packets_total', 'Packets to the listen port the kernel refused (--kernel-bans); a refused connection attempt is one packet', ['reason'], [
+        { labels: { reason: 'denied' }, value: drops.denied },
+        { labels: { reason: 'banned' }, value: drops.banned },
+      ]);
     }
     const st = kb.stats();
-    const bans = this.metrics.counter('ward_kernel_bans_total', 'Bans handed to the kernel (--kernel-bans), by result', ['result']);
-    bans.reset();
-    bans.inc({ result: 'installed' }, st.bans);
-    bans.inc({ result: 'overflow' }, st.overflow);
-    const failures = this.metrics.counter('ward_kernel_nft_failures_total', 'nft runs that failed (--kernel-bans); each is logged', []);
-    failures.reset();
-    failures.inc(st.failures);
-    const reinstalls = this.metrics.counter('ward_kernel_table_reinstalls_total', 'Times the kernel ban table was found removed from outside ward and put back (--kernel-bans)', []);
-    reinstalls.reset();
-    reinstalls.inc(st.reinstalls);
+    m.setCounter('ward_kernel_bans_total', 'Bans handed to the kernel (--kernel-bans), by result', ['result'], [
+      { labels: { result: 'installed' }, value: st.bans },
+      { labels: { result: 'overflow' }, value: st.overflow },
+    ]);
+    m.setCounter('ward_kernel_nft_failures_total', 'nft runs that failed (--kernel-bans); each is logged', [], [{ labels: {}, value: st.failures }]);
+    m.setCounter('ward_kernel_table_reinstalls_total', 'Times the kernel ban table was found removed from outside ward and put back (--kernel-bans)', [], [{ labels: {}, value: st.reinstalls }]);
   }
 
   private async renderMetrics(): Promise<{ contentType: string; text: string }> {

@@ -72,6 +72,13 @@ export class MetricsRegistry {
     }
   }
 
+  /** A counter whose total is kept elsewhere (e.g. the kernel's): set to the read values. */
+  setCounter(name: string, help: string, labelNames: string[], samples: readonly GaugeSample[]): void {
+    const c = this.counter(name, help, labelNames);
+    c.reset();
+    for (const s of samples) c.inc(s.labels, s.value);
+  }
+
   setGauge(name: string, help: string, labelNames: string[], samples: readonly GaugeSample[]): void {
     const g = this.gauge(name, help, labelNames);
     g.reset();
