@@ -102,6 +102,32 @@ for (const workers of [1, 2]) {
   });
 }
 
+describe('kernel bans for IPv6 clients (dual-stack listener)', { skip }, () => {
+  it('refuses a deny-listed IPv6 source, and bans a flooding one by its prefix, while IPv4 is served', async () => {
+    const up = await startUpstream();
+    const p = policyDir();
+    let w: WardProcess | undefined;
+    try {
+      // "::" is dual-stack: IPv4 clients arrive as IPv4 packets and meet the ip rules, IPv6 ones the ip6 rules.
+      p.write(basePolicy(up.url, { listen: { host: '::', port: 0 }, flood: { per_ip: PER_IP, deny: ['::1/128'] } }));
+      w = await startWard(p.dir, { args: ['--kernel-bans'] });
+      const v6 = `http://[::1]:${w.port}/v1/status`;
+      assert.equal(await attempt(v6, '::1'), 'refused');
+      assert.equal(await attempt(w.base + '/v1/status', '127.0.0.40'), 200);
+      // Off the deny list, ::1 floods: the ban covers its /64 (ipv6_prefix), as the flood guard counts it.
+      p.write(basePolicy(up.url, { listen: { host: '::', port: 0 }, flood: { per_ip: PER_IP } }));
+      const table = `ward_${w.port}`;
+      await eventually('the deny list emptied in the kernel', 8000, async () => (await attempt(v6, '::1')) === 200);
+      for (let i = 0; i < 5; i++) await attempt(v6, '::1');
+      await eventually('the IPv6 ban reaching nft', 5000, () => nft('list', 'set', 'inet', table, 'ban6').out.includes('::/64'));
+      assert.equal(await attempt(v6, '::1'), 'refused');
+      assert.equal(await attempt(w.base + '/v1/status', '127.0.0.41'), 200);
+    } finally {
+      await stopAll(w, up, p);
+    }
+  });
+});
+
 describe('kernel bans asked for where nft cannot run', { skip }, () => {
   it('refuses to start, saying why, rather than serving without them', async () => {
     const up = await startUpstream();
