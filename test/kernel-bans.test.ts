@@ -87,6 +87,15 @@ for (const workers of [1, 2]) {
       assert.equal(metric(m, 'ward_kernel_nft_failures_total'), 0);
     });
 
+    it('hands a ban the kernel lost back to it when the banned address reaches ward again', async () => {
+      const addr = `127.0.0.${20 + workers}`; // banned by the test before (ban_s 60)
+      // As a firewall reload elsewhere would lose it.
+      assert.ok(nft('flush', 'set', 'inet', `ward_${w.port}`, 'ban4').ok);
+      assert.equal(await attempt(w.base + '/v1/status', addr), 'dropped', 'ward still drops it itself');
+      await eventually('the ban back in nft', 5000, () => nft('list', 'set', 'inet', `ward_${w.port}`, 'ban4').out.includes(addr));
+      assert.equal(await attempt(w.base + '/v1/status', addr), 'refused');
+    });
+
     it('takes a policy edit live: a source taken off the deny list is served, a new one is refused', async () => {
       p.write(basePolicy(up.url, flood(['127.0.0.30/32'])));
       await eventually('the edited deny list in the kernel', 8000, async () => (await attempt(w.base + '/v1/status', '127.0.0.30')) === 'refused');

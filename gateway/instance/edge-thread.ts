@@ -42,8 +42,8 @@ export interface EdgeThreadInit {
 export interface EdgeThreadOptions {
   /** Every second, the gray release counts of this thread's requests (for the ReleaseController). */
   onReleaseCounts?(counts: ReleaseCounts): void;
-  /** Each address the flood guard bans (`--kernel-bans`); its bytes are only valid during the call. */
-  onBan?(remote: Uint8Array): void;
+  /** Each address the flood guard bans, for forMs (`--kernel-bans`); its bytes are only valid during the call. */
+  onBan?(remote: Uint8Array, forMs: number): void;
 }
 
 export interface ThreadSnapshot {
@@ -85,7 +85,7 @@ export class EdgeThread {
     private readonly log: Logger,
     e2e: E2EHandler,
     init?: Pick<EdgeThreadInit, 'upstreamBuffers' | 'releaseStates'>,
-    private readonly onBan?: (remote: Uint8Array) => void,
+    private readonly onBan?: (remote: Uint8Array, forMs: number) => void,
   ) {
     flood.configure(policy.flood);
     this.upstreams.apply(policy, init?.upstreamBuffers);

@@ -26,4 +26,4 @@ export type FromWorker =
   /** Every second while requests on released routes are proxied: for the ReleaseController. */
   | { type: 'release-counts'; counts: ReleaseCounts }
   /** An address the flood guard just banned, for the supervisor's kernel ban table (`--kernel-bans`). */
-  | { type: 'ban'; addr: Uint8Array };
+  | { type: 'ban'; addr: Uint8Array; forMs: number };

@@ -61,7 +61,7 @@ function inlineLink(t: EdgeThread): ThreadLink {
   };
 }
 
-function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) => void, onDied: (reason: string) => void, onBan: (addr: Uint8Array) => void): Promise<ThreadLink> {
+function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) => void, onDied: (reason: string) => void, onBan: (addr: Uint8Array, forMs: number) => void): Promise<ThreadLink> {
   const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: init, transferList: init.e2ePort ? [init.e2ePort] : [] });
   const waiting = new Map<number, (s: ThreadSnapshot) => void>();
   let drained: (() => void) | undefined;
@@ -134,7 +134,7 @@ function workerLink(init: EdgeThreadInit, onReleaseCounts: (c: ReleaseCounts) =>
           onReleaseCounts(m.counts);
           break;
         case 'ban':
-          onBan(m.addr);
+          onBan(m.addr, m.forMs);
           break;
       }
     });
@@ -221,7 +221,7 @@ export class Supervisor {
       policy: this.policy, store: storeHandle, flood, port, upstreamBuffers: this.ops.buffers(), releaseStates: this.ops.releaseStates(),
       ...(this.opts.kernelBans ? { kernelBans: true } : {}),
     });
-    const onBan = (addr: Uint8Array) => this.kernelBans?.ban(addr);
+    const onBan = (addr: Uint8Array, forMs: number) => this.kernelBans?.ban(addr, forMs);
     /** A worker's init, with its own port to the supervisor's E2E directory. */
     const workerInit = (port: number): EdgeThreadInit => {
       const { port1, port2 } = new MessageChannel();

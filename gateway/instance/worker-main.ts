@@ -11,7 +11,7 @@ const init = workerData as EdgeThreadInit;
 
 const post = (m: FromWorker) => port.postMessage(m);
 
-const onBan = init.kernelBans ? (addr: Uint8Array) => post({ type: 'ban', addr: addr.slice() }) : undefined;
+const onBan = init.kernelBans ? (addr: Uint8Array, forMs: number) => post({ type: 'ban', addr: addr.slice(), forMs }) : undefined;
 
 EdgeThread.start(init, log, undefined, { onReleaseCounts: (counts) => post({ type: 'release-counts', counts }), ...(onBan ? { onBan } : {}) }).then(
   (thread) => {

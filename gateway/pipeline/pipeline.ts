@@ -26,9 +26,10 @@ export interface PipelineDeps {
   readonly metrics: EdgeMetrics;
   /** Release routing: the upstream a tenant's request on a route goes to (canary or stable). */
   readonly resolveUpstream?: (route: RouteSpec, tenant: string) => string;
-  /** An address the flood guard has just banned (`--kernel-bans`: the kernel takes it from here).
-   * The bytes are the caller's buffer: copy them to keep them. */
-  readonly onBan?: (remote: Uint8Array) => void;
+  /** An address the flood guard has banned, for `forMs` more (`--kernel-bans`: the kernel takes it
+   * from here). Called when the ban starts and whenever a banned address still reaches ward (its
+   * kernel ban is on its way, failed, or was lost). The bytes are the caller's: copy to keep them. */
+  readonly onBan?: (remote: Uint8Array, forMs: number) => void;
 }
 
 /** Header lookup in the flat [name, value...] list the edge copied. */
@@ -72,7 +73,7 @@ export class Pipeline {
     const cell = v === FloodVerdict.Denied ? this.dropCells.denied : v === FloodVerdict.Banned ? this.dropCells.banned : this.dropCells.flooding;
     if (this.policy.flood.enforce) {
       cell.dropped.n++;
-      if (v === FloodVerdict.Flooding) this.deps.onBan?.(remote);
+      if (v !== FloodVerdict.Denied) this.deps.onBan?.(remote, this.deps.flood.banEndsAt - nowMs);
       return verdicts.DROP;
     }
     cell.shadow.n++;

@@ -78,6 +78,8 @@ export class FloodGuard {
   private v6Bytes = 8;
   private v6LastMask = 0xff;
   private readonly v6Key = new Uint8Array(16);
+  /** When the ban behind the last Banned or Flooding verdict ends (ms, the caller's clock). */
+  banEndsAt = 0;
 
   private constructor(private readonly table: SharedTable) {}
 
@@ -167,8 +169,9 @@ export class FloodGuard {
       const tat = Math.max(vals[base + TAT]!, nowMs);
       if (vals[base + BANNED_UNTIL]! > nowMs) {
         verdict = FloodVerdict.Banned;
+        this.banEndsAt = vals[base + BANNED_UNTIL]!;
       } else if (tat - nowMs > this.toleranceMs + EPS) {
-        vals[base + BANNED_UNTIL] = nowMs + this.banMs;
+        vals[base + BANNED_UNTIL] = this.banEndsAt = nowMs + this.banMs;
         verdict = FloodVerdict.Flooding;
       } else {
         vals[base + TAT] = tat + this.intervalMs;

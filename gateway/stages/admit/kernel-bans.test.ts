@@ -48,9 +48,9 @@ describe('KernelBans with the real nft', { skip }, () => {
     assert.match(set('deny4'), /203\.0\.113\.0\/24/);
     assert.match(set('deny6'), /2001:db8:dead::\/48/);
     assert.match(set('allow4'), /203\.0\.113\.7/);
-    kb.ban(bytes('2001:db8:1:2:3:4:5:6'));
-    kb.ban(bytes('::ffff:192.0.2.7'));
-    kb.ban(bytes('192.0.2.8'));
+    kb.ban(bytes('2001:db8:1:2:3:4:5:6'), 30_000);
+    kb.ban(bytes('::ffff:192.0.2.7'), 30_000);
+    kb.ban(bytes('192.0.2.8'), 30_000);
     await kb.settled();
     assert.match(set('ban6'), /2001:db8:1::\/56 timeout 30s/);
     assert.match(set('ban4'), /192\.0\.2\.7 timeout 30s/);
@@ -62,7 +62,7 @@ describe('KernelBans with the real nft', { skip }, () => {
   it('in shadow mode (enforce: false) leaves the deny sets empty, lifts the bans and takes no new ones', async () => {
     const kb = open[0]!;
     kb.configure(flood({ enforce: false }));
-    kb.ban(bytes('192.0.2.9'));
+    kb.ban(bytes('192.0.2.9'), 30_000);
     await kb.settled();
     for (const name of ['deny4', 'deny6', 'ban4', 'ban6']) assert.doesNotMatch(nft('list', 'set', 'inet', kb.table, name).out, /elements/, name);
     assert.match(nft('list', 'set', 'inet', kb.table, 'allow4').out, /203\.0\.113\.7/);
@@ -74,7 +74,7 @@ describe('KernelBans with the real nft', { skip }, () => {
   it('puts its table back when something else removed it, lists and the waiting bans included', async () => {
     const kb = open[0]!;
     assert.ok(nft('delete', 'table', 'inet', kb.table).ok);
-    kb.ban(bytes('192.0.2.10'));
+    kb.ban(bytes('192.0.2.10'), 30_000);
     await kb.settled();
     assert.equal(kb.stats().reinstalls, 1);
     assert.equal(kb.stats().failures, 0);

@@ -4,8 +4,9 @@
 // A dropped connection then costs ward nothing: no accept, no epoll registration, no getpeername,
 // no close (in userland those are 13 of the 14 system calls a drop costs, all inside uWS).
 //
-// The userland guard stays in force underneath: an nft failure (or a ban still in the queue) only
-// means the address is dropped the dearer way. nft runs as a child process, one transaction per
+// The userland guard stays in force underneath: an nft failure, a ban still in the queue or one lost
+// with a table removed from outside only means the address is dropped the dearer way, and handed to
+// the kernel again when it next knocks (the pipeline calls ban() for every banned address it sees). nft runs as a child process, one transaction per
 // run, at most one run at a time; bans that arrive meanwhile go in the next run together, so a
 // flood of distinct addresses costs a few runs per second, not one per address.
 //
@@ -68,6 +69,8 @@ export class KernelBans {
   private flood: FloodSpec;
   private pendingConfig: string | undefined;
   private pendingBans: string[] = [];
+  /** The elements in pendingBans: a banned address that keeps reaching ward is queued once. */
+  private readonly queued = new Set<string>();
   private running: Promise<void> | undefined;
   private closed = false;
   private bans = 0;
@@ -103,16 +106,13 @@ export class KernelBans {
   }
 
   /**
-   * Bans the address the flood guard just banned (its bytes as the guard saw them) for ban_s. An
-   * IPv6 address is banned by its flood.ipv6_prefix, as the guard counts it.
+   * Bans an address the flood guard banned (its bytes as the guard saw them) for what is left of its
+   * ban. An IPv6 address is banned by its flood.ipv6_prefix, as the guard counts it. Called again for
+   * an address the kernel should have refused (a ban lost with a removed table, or still queued):
+   * it is queued once.
    */
-  ban(addr: Uint8Array): void {
-    const per = this.flood.per_ip;
-    if (this.closed || !this.flood.enforce || !per) return;
-    if (this.pendingBans.length >= MAX_PENDING_BANS) {
-      this.overflow++;
-      return;
-    }
+  ban(addr: Uint8Array, forMs: number): void {
+    if (this.closed || !this.flood.enforce || forMs <= 0) return;
     const v4 = addr.length === 4 || (addr.length === 16 && isMapped(addr, 0));
     let element: string;
     if (v4) element = formatAddress(addr);
@@ -122,7 +122,13 @@ export class KernelBans {
       for (let bit = bits; bit < 128; bit++) net[bit >> 3] &= ~(0x80 >> (bit & 7));
       element = `${formatAddress(net)}/${bits}`;
     } else return;
-    this.pendingBans.push(`add element inet ${this.table} ${v4 ? 'ban4' : 'ban6'} { ${element} timeout ${Math.max(1, Math.ceil(per.ban_s))}s }`);
+    if (this.queued.has(element)) return;
+    if (this.pendingBans.length >= MAX_PENDING_BANS) {
+      this.overflow++;
+      return;
+    }
+    this.queued.add(element);
+    this.pendingBans.push(`add element inet ${this.table} ${v4 ? 'ban4' : 'ban6'} { ${element} timeout ${Math.ceil(forMs / 1000)}s }`);
     this.kick();
   }
 
@@ -176,6 +182,7 @@ export class KernelBans {
       lines = this.pendingBans;
       script = lines.join('\n') + '\n';
       this.pendingBans = [];
+      this.queued.clear();
     } else return;
     this.running = this.apply(script, lines).then(() => {
       this.running = undefined;
