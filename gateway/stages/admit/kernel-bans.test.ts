@@ -5,6 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../../log.js';
 import type { FloodSpec } from '../../policy/types.js';
 import { KernelBans } from './kernel-bans.js';
@@ -89,6 +93,48 @@ describe('KernelBans with the real nft', { skip }, () => {
     await kb.settled();
     assert.equal(kb.stats().reinstalls, 2);
     assert.deepEqual(await kb.drops(), { denied: 0, banned: 0 });
+  });
+
+  it('lifts the IPv6 bans when ipv6_prefix changes: the clients are keyed afresh, and old prefixes would overlap new ones', async () => {
+    const kb = open[0]!;
+    kb.ban(bytes('2001:db8:7:8::1'), 30_000);
+    await kb.settled();
+    assert.match(nft('list', 'set', 'inet', kb.table, 'ban6').out, /2001:db8:7::\/56/);
+    kb.configure(flood({ ipv6_prefix: 64 }));
+    kb.ban(bytes('2001:db8:7:9::1'), 30_000);
+    await kb.settled();
+    const ban6 = nft('list', 'set', 'inet', kb.table, 'ban6').out;
+    assert.doesNotMatch(ban6, /2001:db8:7::\/56/);
+    assert.match(ban6, /2001:db8:7:9::\/64/);
+    assert.equal(kb.stats().failures, 0);
+    kb.configure(flood());
+    await kb.settled();
+  });
+
+  it('when nft refuses a batch: counts and logs it, waits a second, and takes the address again when it knocks again', async () => {
+    // nft itself, with a switch that makes it fail: the path a broken or locked firewall takes.
+    const dir = mkdtempSync(join(tmpdir(), 'ward-nft-'));
+    const failing = join(dir, 'fail');
+    const wrapper = join(dir, 'nft');
+    writeFileSync(wrapper, `#!/bin/sh\nif [ -e '${failing}' ]; then cat >/dev/null; echo 'Error: refused for this test' >&2; exit 1; fi\nexec nft "$@"\n`, { mode: 0o755 });
+    const kb = await KernelBans.install({ port: PORT + 1, flood: flood(), log, nft: wrapper });
+    try {
+      writeFileSync(failing, '');
+      const t0 = Date.now();
+      kb.ban(bytes('192.0.2.20'), 30_000);
+      await sleep(200); // the run failed; the next waits
+      assert.equal(kb.stats().failures, 1);
+      // The address knocks again (three times) during the wait: queued once.
+      for (let i = 0; i < 3; i++) kb.ban(bytes('192.0.2.20'), 30_000);
+      rmSync(failing);
+      await kb.settled();
+      assert.ok(Date.now() - t0 >= 1000, `the next run waited a second (${Date.now() - t0} ms)`);
+      assert.deepEqual(kb.stats(), { bans: 1, failures: 1, overflow: 0, reinstalls: 0 });
+      assert.match(nft('list', 'set', 'inet', kb.table, 'ban4').out, /192\.0\.2\.20/);
+    } finally {
+      await kb.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('deletes its table on close', async () => {

@@ -21,6 +21,8 @@ import { isMapped, parseCidr } from './cidr-set.js';
 
 /** Bans waiting for nft beyond this are left to the userland guard (counted in stats().overflow). */
 const MAX_PENDING_BANS = 65_536;
+/** After a failed run, the next waits this long: a broken nft costs one run and one log line a second. */
+const RETRY_AFTER_FAILURE_MS = 1000;
 
 export interface KernelBansStats {
   /** Bans handed to nft (in runs that succeeded). */
@@ -77,6 +79,8 @@ export class KernelBans {
   private failures = 0;
   private overflow = 0;
   private reinstalls = 0;
+  /** Ends the wait after a failed run early (close). */
+  private endBackoff: (() => void) | undefined;
 
   private constructor(
     private readonly nft: string,
@@ -100,8 +104,11 @@ export class KernelBans {
 
   /** A new policy version's lists; bans in force stay (all go in shadow mode: `enforce: false`). */
   configure(flood: FloodSpec): void {
+    // IPv6 clients are keyed by a new prefix from now on, with no ban (as in the flood guard); old
+    // prefixes in ban6 would also make nft refuse every new one that overlaps them.
+    const rekeyed = flood.ipv6_prefix !== this.flood.ipv6_prefix;
     this.flood = flood;
-    this.pendingConfig = this.listsScript();
+    this.pendingConfig = this.listsScript() + (rekeyed ? `flush set inet ${this.table} ban6\n` : '');
     this.kick();
   }
 
@@ -160,6 +167,7 @@ export class KernelBans {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.endBackoff?.();
     while (this.running) await this.running;
     const r = await runNft(this.nft, ['delete', 'table', 'inet', this.table]);
     if (!r.ok) this.log.warn({ table: this.table, err: r.stderr }, 'could not delete the kernel ban table');
@@ -209,6 +217,12 @@ export class KernelBans {
     }
     this.failures++;
     this.log.warn({ table: this.table, err: r.stderr.split('\n')[0], bans: bans.length }, bans.length ? 'nft refused a batch of bans: those addresses are dropped in userland instead' : 'nft refused the deny/allow lists: the kernel keeps the previous ones');
+    if (this.closed) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, RETRY_AFTER_FAILURE_MS);
+      this.endBackoff = () => (clearTimeout(t), resolve());
+    });
+    this.endBackoff = undefined;
   }
 
   /** The table, its sets and rules, emptied first if an earlier run left it. */
