@@ -343,6 +343,12 @@ function benchCharts(data: Record<string, unknown>, names: readonly TargetName[]
   ];
 }
 
+function fractions(text: string): number[] {
+  const fs = text.split(',').map(Number);
+  if (!fs.every((f) => f > 0 && f <= 1)) throw new Error(`--latency-at takes fractions of the peak in (0, 1], e.g. 0.5,0.25; got "${text}"`);
+  return fs;
+}
+
 function parseOptions(argv: string[]): BenchOptions {
   const { values } = parseArgs({
     args: argv,
@@ -371,7 +377,7 @@ function parseOptions(argv: string[]): BenchOptions {
     include,
     workers2: !values['no-workers2'],
     latency: !values['no-latency'],
-    latencyFractions: (values['latency-at'] ?? '0.5,0.25').split(',').map(Number),
+    latencyFractions: fractions(values['latency-at'] ?? '0.5,0.25'),
     scaling: !!values.scaling || values['scaling-sizes'] !== undefined,
     scalingSizes: (values['scaling-sizes'] ?? '1,10000,1000000').split(',').map(Number),
   };
