@@ -82,9 +82,12 @@ export async function runBench(o: BenchOptions): Promise<Report> {
   const data: Record<string, unknown> = { options: { ...o, include: [...o.include] } };
   try {
     // ward drops in the kernel where it can (--kernel-bans), ward-serial in userland: both are measured.
-    const kernelWhy = o.include.has('ward') ? kernelBansUnusable() : 'ward is not in this run';
-    if (kernelWhy === undefined) notes.push('ward runs with --kernel-bans (its deny list and bans in an nftables table: the kernel refuses those addresses\' connections); ward-serial drops them in userland. The rules sit on ward\'s port for every phase, so ward\'s proxied and 429 numbers include them.');
-    else if (o.include.has('ward')) notes.push(`ward drops banned connections in userland: --kernel-bans cannot run here (${kernelWhy})`);
+    const kernelWhy = kernelBansUnusable();
+    if (o.include.has('ward')) {
+      notes.push(kernelWhy === undefined
+        ? 'ward runs with --kernel-bans (its deny list and bans in an nftables table: the kernel refuses those addresses\' connections); ward-serial drops them in userland. The rules sit on ward\'s port for every phase, so ward\'s proxied and 429 numbers include them.'
+        : `ward drops banned connections in userland: --kernel-bans cannot run here (${kernelWhy})`);
+    }
     const setup = { upstreamPort, keys, tokens, banned: BANNED, workers: 1, cpus: SERVER_CPUS, include: o.include, notes, kernelBans: kernelWhy === undefined };
     const targets = await startTargets(setup, upstream);
     const proxied = new Map<TargetName, Sample[]>();

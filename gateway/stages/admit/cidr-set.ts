@@ -32,8 +32,13 @@ export function parseCidr(text: string): ParsedCidr {
     prefix -= 96;
     max = 32;
   }
-  for (let bit = prefix; bit < max; bit++) bytes[bit >> 3] &= ~(0x80 >> (bit & 7));
+  maskHostBits(bytes, prefix);
   return { family: bytes.length === 4 ? 4 : 6, bytes, prefix };
+}
+
+/** Clears every bit of `bytes` after the first `prefix` (in place). */
+export function maskHostBits(bytes: Uint8Array, prefix: number): void {
+  for (let bit = prefix; bit < bytes.length * 8; bit++) bytes[bit >> 3] &= ~(0x80 >> (bit & 7));
 }
 
 /** The bytes of an IPv4 (4) or IPv6 (16) address in text, or undefined. */

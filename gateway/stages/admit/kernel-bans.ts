@@ -17,7 +17,7 @@ import { spawn } from 'node:child_process';
 import type { FloodSpec } from '../../policy/types.js';
 import type { Logger } from '../../log.js';
 import { formatAddress } from '../../server/remote-address.js';
-import { isMapped, parseCidr } from './cidr-set.js';
+import { isMapped, maskHostBits, parseCidr } from './cidr-set.js';
 
 /** Bans waiting for nft beyond this are left to the userland guard (counted in stats().overflow). */
 const MAX_PENDING_BANS = 65_536;
@@ -126,7 +126,7 @@ export class KernelBans {
     else if (addr.length === 16) {
       const bits = this.flood.ipv6_prefix;
       const net = addr.slice();
-      for (let bit = bits; bit < 128; bit++) net[bit >> 3] &= ~(0x80 >> (bit & 7));
+      maskHostBits(net, bits);
       element = `${formatAddress(net)}/${bits}`;
     } else return;
     if (this.queued.has(element)) return;
@@ -168,7 +168,7 @@ export class KernelBans {
     if (this.closed) return;
     this.closed = true;
     this.endBackoff?.();
-    while (this.running) await this.running;
+    await this.settled();
     const r = await runNft(this.nft, ['delete', 'table', 'inet', this.table]);
     if (!r.ok) this.log.warn({ table: this.table, err: r.stderr }, 'could not delete the kernel ban table');
   }
@@ -210,7 +210,7 @@ export class KernelBans {
       const again = await runNft(this.nft, ['-f', '-'], this.tableScript() + this.listsScript());
       if (again.ok) {
         this.reinstalls++;
-        this.log.warn({ table: this.table, bans: bans.length }, 'the kernel ban table had been removed from outside ward: reinstalled with the current lists (bans made before are enforced in userland)');
+        this.log.warn({ table: this.table, bans: bans.length }, 'the kernel ban table had been removed from outside ward: reinstalled with the current lists (the bans it held come back as their addresses knock again)');
         this.pendingBans = [...bans, ...this.pendingBans];
         return;
       }
