@@ -21,27 +21,45 @@ export interface Batched {
 }
 
 const held: Batched[] = [];
+const heldLast: Batched[] = [];
+let scheduled = false;
 
 /** Runs `item.runBatched()` at the end of the current batch of events. */
 export function afterBatch(item: Batched): void {
-  if (held.length === 0) setImmediate(runHeld);
+  if (!scheduled) (scheduled = true), setImmediate(runHeld);
   held.push(item);
+}
+
+/** As afterBatch, but after every item held with afterBatch in the same turn: refusals, so that the
+ * turn's admitted requests reach the upstream (and their answers the clients) before the 429s. */
+export function afterBatchLast(item: Batched): void {
+  if (!scheduled) (scheduled = true), setImmediate(runHeld);
+  heldLast.push(item);
 }
 
 function runHeld(): void {
   // An item may hold new work while it runs: that waits for the next turn. An item that throws
   // (a bug) does not cost the others their turn; the error then fails the thread as any other.
+  scheduled = false;
   const n = held.length;
-  let failed = false;
-  let failure: unknown;
+  const m = heldLast.length;
+  let failure: { err: unknown } | undefined;
   for (let i = 0; i < n; i++) {
     try {
       held[i]!.runBatched();
     } catch (err) {
-      if (!failed) (failed = true), (failure = err);
+      failure ??= { err };
+    }
+  }
+  for (let i = 0; i < m; i++) {
+    try {
+      heldLast[i]!.runBatched();
+    } catch (err) {
+      failure ??= { err };
     }
   }
   held.splice(0, n);
-  if (held.length > 0) setImmediate(runHeld);
-  if (failed) throw failure;
+  heldLast.splice(0, m);
+  if ((held.length > 0 || heldLast.length > 0) && !scheduled) (scheduled = true), setImmediate(runHeld);
+  if (failure) throw failure.err;
 }

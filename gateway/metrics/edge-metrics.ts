@@ -23,6 +23,7 @@ export class EdgeMetrics {
   readonly dropped = new HotCounterVec('ward_dropped_total', 'Connections dropped at the edge without an answer', ['reason']);
   readonly shadow = new HotCounterVec('ward_shadow_refusals_total', 'What enforce:false rules would have refused', ['rule', 'reason']);
   readonly authFailures = new HotCounterVec('ward_auth_failures_total', 'Rejected bearer tokens by reason', ['reason']);
+  readonly paced = new HotCounterVec('ward_refusals_paced_total', 'Refusals held back by flood.refusal_pace (waited), or answered at once because too many waited (overflow)', ['result']);
 
   /** Tenant label values kept; past the cap new tenants count as "_other" (a million tenants
    * must not become a million series). WARD_METRICS_MAX_TENANTS, default 10000. */
@@ -37,7 +38,7 @@ export class EdgeMetrics {
   }
 
   all(): HotCounterVec[] {
-    return [this.requests, this.dropped, this.shadow, this.authFailures];
+    return [this.requests, this.dropped, this.shadow, this.authFailures, this.paced];
   }
 
   snapshot(): Record<string, CounterSnapshot> {

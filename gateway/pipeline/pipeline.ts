@@ -19,6 +19,12 @@ import type { EdgeMetrics, Outcome } from '../metrics/edge-metrics.js';
 import type { Cell } from '../metrics/hot-counters.js';
 import type { AdmitOutcome, Grant, RequestHead, TenantLimits, Verdict } from './types.js';
 import * as verdicts from './verdicts.js';
+import { RefusalPace, type PaceCounts, type RefusalPaceSpec } from '../stages/admit/refusal-pace.js';
+
+interface PaceConfig {
+  readonly spec: RefusalPaceSpec;
+  readonly counts: PaceCounts;
+}
 
 export interface PipelineDeps {
   readonly store: LimitStore;
@@ -45,6 +51,8 @@ export class Pipeline {
   private readonly tenants = new Map<string, TenantState>();
   /** Requests on public routes count under tenant "". */
   private readonly anonymous: TenantState;
+  /** flood.refusal_pace, when on and enforced. */
+  private readonly pace: PaceConfig | undefined;
 
   constructor(
     readonly policy: Policy,
@@ -52,8 +60,11 @@ export class Pipeline {
   ) {
     this.routes = new RouteTable(policy.routes);
     this.verifier = new TokenVerifier(policy.auth);
-    this.anonymous = new TenantState('', { buckets: {}, concurrency: {} }, deps.metrics);
+    this.anonymous = new TenantState('', { buckets: {}, concurrency: {} }, deps.metrics, undefined);
     const m = deps.metrics;
+    if (policy.flood.enforce && policy.flood.refusal_pace) {
+      this.pace = { spec: policy.flood.refusal_pace, counts: { waited: m.paced.cell('waited'), overflow: m.paced.cell('overflow') } };
+    }
     const cells = (reason: string) => ({ dropped: m.dropped.cell(reason), shadow: m.shadow.cell('flood', reason) });
     this.dropCells = { denied: cells('denied'), banned: cells('banned'), flooding: cells('flooding') };
   }
@@ -163,7 +174,7 @@ export class Pipeline {
       // verified tokens keep theirs), so a million tenants cannot grow this without limit.
       if (this.tenants.size >= MAX_TENANT_STATES) this.tenants.clear();
       const spec = this.policy.tenants[tenant] ?? this.policy.tenants['*']!;
-      t = new TenantState(tenant, spec, this.deps.metrics);
+      t = new TenantState(tenant, spec, this.deps.metrics, this.pace);
       this.tenants.set(tenant, t);
     }
     return t;
@@ -204,7 +215,7 @@ export class Pipeline {
       const reason = a.refused === 'bucket' ? 'rate_limited' : 'concurrency_limited';
       if (!a.ok) {
         t.cell(route, reason).n++;
-        return a.refused === 'bucket' ? verdicts.rateLimited(plan.bucket!, a) : verdicts.concurrencyLimited(plan.pool!.name);
+        return t.paced(a.refused === 'bucket' ? verdicts.rateLimited(plan.bucket!, a) : verdicts.concurrencyLimited(plan.pool!.name));
       }
       this.deps.metrics.shadow.inc(`route:${route.name}`, reason);
     }
@@ -240,12 +251,29 @@ export class TenantState implements TenantLimits {
   /** Bucket plans by "b:NAME", pool plans by "p:NAME". */
   private named: Map<string, AdmitPlan | undefined> | undefined;
   private cells: Map<RouteSpec, Map<Outcome, Cell>> | undefined;
+  private pace: RefusalPace | undefined;
+  /** This tenant's copies of the shared refusal verdicts, carrying its pace. */
+  private pacedVerdicts: WeakMap<Verdict, Verdict> | undefined;
 
   constructor(
     readonly tenant: string,
     private readonly spec: TenantSpec,
     private readonly metrics: EdgeMetrics | undefined,
+    private readonly paceConfig: PaceConfig | undefined,
   ) {}
+
+  /** The refusal `v` as this tenant's: the same answer, carrying the tenant's pace (flood.refusal_pace). */
+  paced(v: Verdict): Verdict {
+    const c = this.paceConfig;
+    if (c === undefined) return v;
+    const m = (this.pacedVerdicts ??= new WeakMap());
+    let p = m.get(v);
+    if (p === undefined) {
+      this.pace ??= new RefusalPace(c.spec, c.counts);
+      m.set(v, (p = Object.freeze({ ...v, pace: this.pace })));
+    }
+    return p;
+  }
 
   poolNames(): string[] {
     return Object.keys(this.spec.concurrency);

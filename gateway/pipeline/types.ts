@@ -5,6 +5,7 @@ import type { RouteSpec } from '../policy/types.js';
 import type { AdmitPlan } from '../store/types.js';
 import type { Lease, LimitStore } from '../store/types.js';
 import type { Outcome } from '../metrics/edge-metrics.js';
+import type { RefusalPace } from '../stages/admit/refusal-pace.js';
 
 /** What the edge copied synchronously from the uWS request (uWS request objects die when the
  * handler returns). Header names are lower-case; `headers` is flat: [name, value, name, value...]. */
@@ -37,6 +38,8 @@ export interface Verdict {
   readonly headers?: readonly string[];
   /** Close the connection without answering (deny-listed or banned source). */
   readonly drop?: boolean;
+  /** The refused tenant's pace (flood.refusal_pace): the answer may wait for it. */
+  readonly pace?: RefusalPace;
 }
 
 /** Per-tenant limits of one policy version: plans are built once and reused for every request. */

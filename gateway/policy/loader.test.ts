@@ -96,7 +96,10 @@ test('every default of the contract is applied', async () => {
     name: 'api', prefix: '/', upstream: 'api', websocket: false, public: false, enforce: true,
     max_message_bytes: 65536, idle_timeout_s: 60, sip: false, max_call_s: 7200,
   });
-  assert.deepEqual(p.flood, { ipv6_prefix: 64, max_body_bytes: 1048576, max_header_bytes: 16384, deny: [], allow: [], enforce: true });
+  assert.deepEqual(p.flood, {
+    ipv6_prefix: 64, max_body_bytes: 1048576, max_header_bytes: 16384, deny: [], allow: [], enforce: true,
+    refusal_pace: { rate: 500, per_s: 1, burst: 500, max_waiting: 512 },
+  });
   assert.deepEqual(plain(p.tenants), { '*': { buckets: {}, concurrency: {} } });
   assert.deepEqual(p.e2e, { cors_origins: [] });
   assert.deepEqual(plain(p.releases), {});

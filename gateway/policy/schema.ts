@@ -247,6 +247,16 @@ const tenant: Schema = {
   },
 };
 
+const refusalPace: Schema = {
+  kind: 'object',
+  fields: {
+    rate: dflt(positive, 500),
+    per_s: dflt(positive, 1),
+    burst: { schema: { kind: 'number', min: 1 }, default: (o: Record<string, unknown>) => Math.max(1, o.rate as number) },
+    max_waiting: dflt(positiveInt, 512),
+  },
+};
+
 const flood: Schema = {
   kind: 'object',
   fields: {
@@ -259,6 +269,8 @@ const flood: Schema = {
     max_header_bytes: dflt(positiveInt, 16384),
     deny: fill(list({ kind: 'string', refine: checkCidr })),
     allow: fill(list({ kind: 'string', refine: checkCidr })),
+    // On with its defaults unless set to false (see stages/admit/refusal-pace.ts).
+    refusal_pace: fill({ kind: 'off', of: refusalPace }),
     enforce: dflt(bool, true),
   },
 };

@@ -3,6 +3,7 @@
 // so the stages never see a missing key or touch the disk. The whole object is deep-frozen.
 
 import type { JSONWebKeySet, JWK } from 'jose';
+import type { RefusalPaceSpec } from '../stages/admit/refusal-pace.js';
 
 export interface BucketSpec {
   readonly rate: number;
@@ -97,6 +98,9 @@ export interface FloodSpec {
   readonly max_header_bytes: number;
   readonly deny: readonly string[];
   readonly allow: readonly string[];
+  /** A tenant refused with 429 faster than this gets the rest of its refusals at this pace;
+   * undefined when set to false. */
+  readonly refusal_pace?: RefusalPaceSpec;
   /** `enforce: false` = shadow mode for the whole flood stage. */
   readonly enforce: boolean;
 }

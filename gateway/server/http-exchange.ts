@@ -15,7 +15,8 @@ import { forwardHeaderBlock } from '../proxy/forward-headers.js';
 import type { Outcome } from '../metrics/edge-metrics.js';
 import type { AccessLog } from './access-log.js';
 import type { Target, Upstreams } from '../proxy/upstreams.js';
-import { afterBatch, type Batched } from '../event-batch.js';
+import { afterBatch, afterBatchLast, type Batched } from '../event-batch.js';
+import type { PacedRefusal } from '../stages/admit/refusal-pace.js';
 
 const STATUS_LINES: string[] = [];
 export function statusLine(status: number): string {
@@ -118,7 +119,9 @@ export function answerAfterTurn(res: HttpResponse, v: Verdict, requestId: string
   if (v.drop) return answer(res, v, requestId);
   const held = new HeldAnswer(res, v, requestId, env);
   res.onAborted(() => (held.aborted = true));
-  afterBatch(held);
+  // After the turn's admitted requests and answers (a good tenant's request waits for no 429 of
+  // this turn), or later still when the refused tenant is past its pace (refusal-pace.ts).
+  if (v.pace === undefined || !v.pace.hold(held)) afterBatchLast(held);
 }
 
 /** A bug met while writing an answer: logged, and that request's connection closed (only it). */
@@ -270,9 +273,10 @@ export class HttpExchange implements ResponseSink, Batched {
   /** Called with the pipeline's outcome (synchronously or after the token was verified). */
   proceed(outcome: Grant | Verdict): void {
     if (isVerdict(outcome)) {
-      // An unread request body would be taken for the next request: close after the answer.
-      if (!this.aborted) answer(this.res, outcome, this.head.requestId, this.expectBody && !this.bodyDone);
-      this.end(undefined);
+      // A tenant refused faster than its pace gets this answer later (refusal-pace.ts); the
+      // exchange stays in flight, so a drain waits for it.
+      if (outcome.pace !== undefined && !this.aborted && !this.expectBody && outcome.pace.hold(new PacedExchangeRefusal(this, outcome))) return;
+      this.refuse(outcome);
       return;
     }
     if (this.finished) {
@@ -594,6 +598,18 @@ export class HttpExchange implements ResponseSink, Batched {
     }
   }
 
+  /** @internal Answers the refusal and ends the exchange (at once, or when its pace releases it). */
+  refuse(v: Verdict): void {
+    // An unread request body would be taken for the next request: close after the answer.
+    if (!this.aborted) answer(this.res, v, this.head.requestId, this.expectBody && !this.bodyDone);
+    this.end(undefined);
+  }
+
+  /** @internal */
+  get clientGone(): boolean {
+    return this.aborted;
+  }
+
   private onAborted(): void {
     this.aborted = true;
     this.call?.abort();
@@ -616,5 +632,21 @@ export class HttpExchange implements ResponseSink, Batched {
     }
     if (outcome !== undefined) this.env.accessLog.record(this.head, g, outcome, this.startedAt);
     this.env.inFlightChanged(-1);
+  }
+}
+
+/** A refusal decided after the handler returned (a token's first verification, a store round trip), waiting for its tenant's pace. */
+class PacedExchangeRefusal implements PacedRefusal {
+  constructor(
+    private readonly ex: HttpExchange,
+    private readonly v: Verdict,
+  ) {}
+
+  get aborted(): boolean {
+    return this.ex.clientGone;
+  }
+
+  runBatched(): void {
+    this.ex.refuse(this.v);
   }
 }

@@ -8,6 +8,7 @@ import { isVerdict, type AdmitOutcome, type RequestHead } from '../pipeline/type
 import type { Pipeline } from '../pipeline/pipeline.js';
 import * as verdicts from '../pipeline/verdicts.js';
 import { HttpExchange, answer, answerAfterTurn, type ExchangeEnv } from './http-exchange.js';
+import { releaseAllPaced } from '../stages/admit/refusal-pace.js';
 import type { Upstreams } from '../proxy/upstreams.js';
 import type { Logger } from '../log.js';
 import { AccessLog } from './access-log.js';
@@ -156,6 +157,7 @@ export class HttpListener implements ExchangeEnv {
    * in-flight requests have finished or after `timeoutMs`. */
   drain(timeoutMs: number): Promise<void> {
     this.draining = true;
+    releaseAllPaced(); // refusals waiting for their tenant's pace go out now
     if (this.socket) uws.us_listen_socket_close(this.socket);
     this.socket = undefined;
     if (this.inFlight === 0) return Promise.resolve();
