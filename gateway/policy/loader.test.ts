@@ -98,7 +98,7 @@ test('every default of the contract is applied', async () => {
   });
   assert.deepEqual(p.flood, {
     ipv6_prefix: 64, max_body_bytes: 1048576, max_header_bytes: 16384, deny: [], allow: [], enforce: true,
-    refusal_pace: { rate: 500, per_s: 1, burst: 500, max_waiting: 512 },
+    refusal_pace: { rate: 500, per_s: 1, burst: 100, max_waiting: 512 },
   });
   assert.deepEqual(plain(p.tenants), { '*': { buckets: {}, concurrency: {} } });
   assert.deepEqual(p.e2e, { cors_origins: [] });

@@ -252,7 +252,7 @@ const refusalPace: Schema = {
   fields: {
     rate: dflt(positive, 500),
     per_s: dflt(positive, 1),
-    burst: { schema: { kind: 'number', min: 1 }, default: (o: Record<string, unknown>) => Math.max(1, o.rate as number) },
+    burst: dflt({ kind: 'number', min: 1 }, 100),
     max_waiting: dflt(positiveInt, 512),
   },
 };
