@@ -25,6 +25,7 @@ const QUOTA = 500;
 const GOOD = 4;
 const GOOD_SHARE = 0.8;
 const NOISY_FACTOR = 20;
+const NOISY_CONNECTIONS = 128;
 const FLOOD_RATE = 2000;
 const FLOOD_ADDRESSES = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8', '127.0.0.9'];
 /** The warm-up's flood comes from other addresses, so the measured flood still meets fresh ones. */
@@ -91,7 +92,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     path: PATH,
     headers: { authorization: `Bearer ${await mintToken(policy.keys, 'noisy')}` },
     localAddresses: ['127.0.1.100'],
-    maxConnections: 128,
+    maxConnections: NOISY_CONNECTIONS,
   };
   const flood: FlowSpec = { name: 'address flood', kind: 'flood', rate: FLOOD_RATE, path: PATH, localAddresses: FLOOD_ADDRESSES, maxConnections: 64 };
   const proxy = await startProxy(o, policy, up.port, good[0]!, notes);
@@ -229,6 +230,10 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   const seconds = o.runs * o.durationS;
   const bound = QUOTA + QUOTA * seconds + QUOTA * o.runs; // burst + rate·t, plus the refill during each round's warm-up
   lines.push(`(context) the noisy tenant offered ${n.offered} and was admitted ${n.ok} (its quota allows about ${QUOTA * seconds} in ${seconds} s plus bursts, ≤ ${bound}); ${n.limited} got 429`);
+  if (n.unsent > 0) {
+    // Its generator sends one request per connection at a time; paced refusals keep them waiting.
+    lines.push(`(context) ${n.unsent} of the noisy tenant's requests were never sent: its ${NOISY_CONNECTIONS} connections were all waiting for answers${proxy.name === 'ward' ? ' (ward paces a tenant refused faster than flood.refusal_pace, 500 a second by default)' : ''}`);
+  }
   const f = test.get('address flood')!;
   lines.push(`(context) the address flood sent ${f.offered}: ${f.dropped} connections dropped unanswered, ${f.other + f.limited} answered before the bans`);
   if (noiseLag.length) {
