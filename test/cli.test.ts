@@ -404,6 +404,14 @@ describe('SIGTERM drain', () => {
     assert.match(r.stdout, /"level":60.*"reason":"listener thread 1 threw: injected fault/);
   });
 
+  it('a listener thread that dies while ward is still starting: the start finishes, then ward drains and exits 1', async () => {
+    // Thread 1 throws as soon as it is up, before the second thread, the admin port and the watcher.
+    const r = await runCli(['serve', '--policies', p.dir, '--workers', '2'], { env: { WARD_FAULT_CRASH_THREAD: '1', WARD_FAULT_CRASH_AFTER_MS: '0' }, killAfterMs: 20_000 });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /"reason":"listener thread 1 threw: injected fault/);
+    assert.doesNotMatch(r.stderr, /TypeError|Assertion failed/, r.stderr);
+  });
+
   it('bounds the drain: a request that never finishes does not keep ward from exiting 0', async () => {
     held.length = 0;
     // An upstream timeout longer than the drain's bound (--drain-timeout 2 s), so only the bound can end it.

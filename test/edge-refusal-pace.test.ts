@@ -74,13 +74,13 @@ test('a tenant refused faster than its pace gets the rest of its 429s at the pac
   assert.ok(refused.every((a) => a.error === 'rate_limited'));
   const times = refused.map((a) => a.at).sort((a, b) => a - b);
   // 5 within the burst at once; the other 25 at 20 a second: the last about 1.25 s later.
-  assert.ok(times[4]! < 400, `the burst's refusals took ${times[4]!.toFixed(0)} ms`);
+  assert.ok(times[4]! < 700, `the burst's refusals took ${times[4]!.toFixed(0)} ms`);
   assert.ok(times.at(-1)! > 900, `the last refusal came after ${times.at(-1)!.toFixed(0)} ms: not paced`);
   assert.ok(times.at(-1)! < 5000, `the last refusal came after ${times.at(-1)!.toFixed(0)} ms`);
   assert.ok((await metric(ward, 'result="waited"')) - waitedBefore >= 20, 'waiting refusals are counted');
 
   assert.deepEqual(other.map((a) => a.status).sort(), [200, 200, 429, 429]);
-  assert.ok(otherDone - otherStart < 400, `the other tenant waited ${(otherDone - otherStart).toFixed(0)} ms`);
+  assert.ok(otherDone - otherStart < 700, `the other tenant waited ${(otherDone - otherStart).toFixed(0)} ms`);
   assert.ok(otherDone < times.at(-1)!, 'the other tenant was answered while the noisy one still waited');
 });
 
@@ -90,8 +90,8 @@ test('past max_waiting refusals are answered at once and counted as overflow', a
   const refused = answers.filter((a) => a.status === 429);
   assert.equal(refused.length, 60);
   // 5 in the burst + at most 30 waiting: the other ~25 are answered at once.
-  const quick = refused.filter((a) => a.at < 500).length;
-  assert.ok(quick >= 25, `${quick} refusals within 500 ms`);
+  const quick = refused.filter((a) => a.at < 800).length;
+  assert.ok(quick >= 25, `${quick} refusals within 800 ms`);
   assert.ok((await metric(ward, 'result="overflow"')) - overflowBefore >= 20, 'overflow is counted');
 });
 

@@ -174,6 +174,7 @@ export class Supervisor {
   private threads: ThreadLink[] = [];
   private policy!: Policy;
   private admin!: AdminServer;
+  private starting: Promise<void> | undefined;
   private store!: LimitStore;
   /** Upstream health, gray release and the console's actions (main thread). */
   private ops!: OpsPlane;
@@ -200,7 +201,12 @@ export class Supervisor {
   }
 
   /** Starts everything; throws with a one-line reason when the policy is invalid. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.starting = this.startUp();
+    return this.starting;
+  }
+
+  private async startUp(): Promise<void> {
     const { log } = this.opts;
     const res = await loadPolicy(this.opts.dir);
     if (!res.ok) {
@@ -322,6 +328,9 @@ export class Supervisor {
   async drain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    // A listener thread can die while ward is still starting: let the start finish, then close
+    // everything it opened (the admin server, the table of kernel bans, the watcher).
+    await this.starting?.catch(() => undefined);
     this.watcher?.close();
     const timeout = this.opts.drainTimeoutMs ?? 10_000;
     await Promise.all(this.threads.map((t) => t.drain(timeout)));

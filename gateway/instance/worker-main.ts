@@ -28,11 +28,12 @@ EdgeThread.start(init, log, undefined, { onReleaseCounts: (counts) => post({ typ
     });
     post({ type: 'ready', port: thread.port });
     // Fault injection for tests and game days: WARD_FAULT_CRASH_THREAD=N makes listener thread N
-    // throw an uncaught error shortly after it started (what any bug in it would do).
+    // throw an uncaught error shortly after it started (what any bug in it would do), 300 ms after
+    // or WARD_FAULT_CRASH_AFTER_MS (0: while the rest of ward is still starting).
     if (process.env.WARD_FAULT_CRASH_THREAD === String(threadId)) {
       setTimeout(() => {
         throw new Error('injected fault (WARD_FAULT_CRASH_THREAD)');
-      }, 300);
+      }, Number(process.env.WARD_FAULT_CRASH_AFTER_MS ?? 300));
     }
     port.on('message', (m: ToWorker) => {
       switch (m.type) {
