@@ -6,8 +6,8 @@
 // back (two context switches), and a client on another core is woken with an inter-processor
 // interrupt, answers, and sleeps again before ward's next write. Written together, each peer wakes
 // about once for the lot. Used for bodiless upstream request heads and pipelines
-// (proxy/http-client.ts), small whole upstream answers and bodiless refusals
-// (server/http-exchange.ts); measured in README.md, Performance, "Batched writes", "Upstream
+// (proxy/http-client.ts), small whole upstream answers and, after all of those (afterBatchLast),
+// bodiless refusals (server/http-exchange.ts); measured in README.md, Performance, "Batched writes", "Upstream
 // pipelining" and "Refusals written after the turn".
 //
 // The hold lasts one turn of the event loop: the rest of the events of that turn (a few at light

@@ -7,7 +7,7 @@
 // a connection (uWS reads no further request on a connection until the one before is answered), so
 // a paced tenant is slowed to the pace: ward's work for it is bounded by the pace, not by how fast it
 // can send. Measured in the isolation scenario (README, Performance): the good tenants' p99 under a
-// tenant at 20× its quota fell from ~17 ms to ~3 ms on this machine.
+// tenant at 20× its quota fell from 9–12 ms to ~3 ms on a machine where it is ~2.5 ms without one.
 //
 // Bounds: at most `max_waiting` refusals of a tenant wait (and MAX_WAITING_PER_THREAD in all); past
 // them a refusal is answered at once, as without pacing, so memory stays bounded and a tenant with
