@@ -20,46 +20,62 @@ export interface Batched {
   runBatched(): void;
 }
 
-const held: Batched[] = [];
-const heldLast: Batched[] = [];
+/** Items of one turn, in a list that keeps its capacity: refilled every turn without allocating. */
+class HeldList {
+  items: (Batched | undefined)[] = [];
+  count = 0;
+
+  add(item: Batched): void {
+    this.items[this.count++] = item;
+  }
+
+  /** Runs and forgets every item; an item that throws (a bug) does not cost the others their turn. */
+  runAll(failure: { err: unknown } | undefined): { err: unknown } | undefined {
+    const items = this.items;
+    for (let i = 0; i < this.count; i++) {
+      const item = items[i]!;
+      items[i] = undefined;
+      try {
+        item.runBatched();
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+    this.count = 0;
+    return failure;
+  }
+}
+
+// Two of each, swapped every turn: what an item holds while it runs goes to the next turn's list.
+let held = new HeldList();
+let heldLast = new HeldList();
+let spare = new HeldList();
+let spareLast = new HeldList();
 let scheduled = false;
 
 /** Runs `item.runBatched()` at the end of the current batch of events. */
 export function afterBatch(item: Batched): void {
   if (!scheduled) (scheduled = true), setImmediate(runHeld);
-  held.push(item);
+  held.add(item);
 }
 
 /** As afterBatch, but after every item held with afterBatch in the same turn: refusals, so that the
  * turn's admitted requests reach the upstream (and their answers the clients) before the 429s. */
 export function afterBatchLast(item: Batched): void {
   if (!scheduled) (scheduled = true), setImmediate(runHeld);
-  heldLast.push(item);
+  heldLast.add(item);
 }
 
 function runHeld(): void {
-  // An item may hold new work while it runs: that waits for the next turn. An item that throws
-  // (a bug) does not cost the others their turn; the error then fails the thread as any other.
+  // An item may hold new work while it runs: that waits for the next turn. An error thrown by an
+  // item fails the thread as any other, once the turn's other items ran.
   scheduled = false;
-  const n = held.length;
-  const m = heldLast.length;
-  let failure: { err: unknown } | undefined;
-  for (let i = 0; i < n; i++) {
-    try {
-      held[i]!.runBatched();
-    } catch (err) {
-      failure ??= { err };
-    }
-  }
-  for (let i = 0; i < m; i++) {
-    try {
-      heldLast[i]!.runBatched();
-    } catch (err) {
-      failure ??= { err };
-    }
-  }
-  held.splice(0, n);
-  heldLast.splice(0, m);
-  if ((held.length > 0 || heldLast.length > 0) && !scheduled) (scheduled = true), setImmediate(runHeld);
+  const now = held;
+  const last = heldLast;
+  held = spare;
+  heldLast = spareLast;
+  spare = now;
+  spareLast = last;
+  const failure = last.runAll(now.runAll(undefined));
   if (failure) throw failure.err;
 }
