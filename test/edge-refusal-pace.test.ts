@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { policyDir, basePolicy, startWard, type WardProcess, type PolicyFiles } from './support/ward-process.js';
 import { startUpstream, request, bearer, type TestUpstream } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
+import { startRedis } from './support/redis-server.js';
 
 let up: TestUpstream;
 let pol: PolicyFiles;
@@ -157,4 +158,37 @@ test('a live edit to refusal_pace: false answers every refusal at once', async (
   assert.equal(refused.length, 30);
   const last = Math.max(...refused.map((a) => a.at));
   assert.ok(last < 700, `with pacing off the last refusal came after ${last.toFixed(0)} ms`);
+});
+
+test('with a Redis store (refusals decided after a round trip) a tenant past its pace waits too, and a drain still answers it', async () => {
+  const redis = await startRedis();
+  const p3 = policyDir();
+  try {
+    p3.write({ ...policy({ rate: 10, per_s: 1, burst: 3, max_waiting: 100 }), store: { kind: 'redis', url: redis.url, prefix: 'ward:', command_timeout_ms: 2000 } });
+    const w3 = await startWard(p3.dir);
+    try {
+      const t0 = performance.now();
+      const answers = await burst(w3, 'redis-noisy', 15, t0, p3.key);
+      const refused = answers.filter((a) => a.status === 429).map((a) => a.at).sort((a, b) => a - b);
+      assert.equal(refused.length, 13, JSON.stringify(answers));
+      // 3 at once, 10 at 10 a second: the last about a second later.
+      assert.ok(refused.at(-1)! > 700, `the last refusal came after ${refused.at(-1)!.toFixed(0)} ms: not paced`);
+      assert.ok((await metric(w3, 'result="waited"')) >= 8);
+      // Refusals waiting when the drain starts are answered at once; ward exits 0.
+      const t1 = performance.now();
+      const more = burst(w3, 'redis-noisy', 30, t1, p3.key); // ~3 s at the pace
+      await new Promise((r) => setTimeout(r, 200));
+      const stopAt = performance.now() - t1;
+      const exited = w3.stop('SIGTERM');
+      const got = await more;
+      assert.equal(got.filter((a) => a.status === 429).length, 30);
+      assert.ok(Math.max(...got.map((a) => a.at)) - stopAt < 1500);
+      assert.equal(await exited, 0);
+    } finally {
+      await w3.stop();
+    }
+  } finally {
+    p3.remove();
+    await redis.stop();
+  }
 });
