@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { benchTokens, BENCH_PATH, startTargets, type BenchTarget, type TargetName } from './bench-targets.js';
-import { cpuBetween, sampleCpu } from './cpu.js';
+import { cpuBetween, markSteal, sampleCpu, stealSince } from './cpu.js';
 import { runLoad } from './load-gen.js';
+import { nativeGenerator, runLoadNative } from './load-gen-native.js';
 import { canPin, runToEnd } from './processes.js';
 import { Progress } from './progress.js';
 import { ensureTools, findBinary } from './references.js';
@@ -29,6 +30,10 @@ export interface BenchOptions {
   readonly latency: boolean;
   /** Fixed rates for the latency part, as fractions of ward's closed-loop peak; the first is the target's. */
   readonly latencyFractions: readonly number[];
+  /** Latency runs where the host took more of a core than this (0–1) are made again… */
+  readonly maxSteal: number;
+  /** …up to this many times in all. */
+  readonly latencyAttempts: number;
   readonly scaling: boolean;
   readonly scalingSizes: readonly number[];
 }
@@ -54,6 +59,10 @@ interface LatencyRow {
   cpuUs: number;
   /** How busy the server's core was: the server and, beside it, the upstream (1.0 = fully). */
   coreBusy: number;
+  /** The larger share of either core's time the host took (steal) during the run kept. */
+  steal: number;
+  /** Runs made to get one with steal at most --max-steal (the one with the least is kept). */
+  attempts: number;
 }
 
 function label(n: TargetName): string {
@@ -194,6 +203,11 @@ export async function runBench(o: BenchOptions): Promise<Report> {
 }
 
 interface LatencyPass {
+  /** `native`, or why the Node.js generator ran instead. */
+  readonly generator: string;
+  /** The steal over which a run was made again, and how many runs it could take. */
+  readonly maxSteal: number;
+  readonly latencyAttempts: number;
   readonly rate: number;
   /** Of the closed-loop peak. */
   readonly fraction: number;
@@ -206,28 +220,54 @@ async function latencyPass(o: BenchOptions, targets: readonly BenchTarget[], ups
   const runs = new Map<TargetName, LatencyRow[]>();
   for (let round = 0; round < o.runs; round++) {
     for (const t of rotate(targets, round)) {
-      const before = sampleCpu(t.pid);
-      const upBefore = t.name === 'upstream' ? undefined : sampleCpu(upstream.pid);
-      const r = await progress.countdown(`latency at ${rate} req/s · round ${round + 1}/${o.runs} · ${t.name}`, o.durationS, runLoad({
-        host: '127.0.0.1',
-        port: t.port,
-        durationS: o.durationS,
-        flows: [{ name: t.name, kind: 'tenant', rate, path: BENCH_PATH, headers: { authorization: `Bearer ${token}` }, maxConnections: o.connections }],
-      }));
-      const used = cpuBetween(before, sampleCpu(t.pid));
-      const upUsed = upBefore ? cpuBetween(upBefore, sampleCpu(upstream.pid)).cores : 0;
-      const f = r.flows[0];
-      runs.set(t.name, [...(runs.get(t.name) ?? []), { p50: f.latency.p50_us, p99: f.latency.p99_us, p999: f.latency.p999_us, ok: f.ok, offered: f.offered, cpuUs: (used.cores * 1e6) / rate, coreBusy: used.cores + upUsed }]);
-      progress.log(`latency at ${rate} req/s · round ${round + 1}/${o.runs} · ${t.name}: p50 ${f.latency.p50_us} µs, p99 ${f.latency.p99_us} µs (${f.ok}/${f.offered} ok)`);
+      // On a virtual machine the host may stop either core for milliseconds at a time (steal): that
+      // lands in every p99 and says nothing about the server. A run where the host took more than
+      // --max-steal of a core is made again (up to --latency-attempts); the least-stolen is kept, and
+      // the table shows its steal either way. Every server gets the same rule.
+      let kept: LatencyRow | undefined;
+      for (let attempt = 1; attempt <= o.latencyAttempts; attempt++) {
+        const row = await latencyRun(o, t, upstream, token, rate, `latency at ${rate} req/s · round ${round + 1}/${o.runs} · ${t.name}${attempt > 1 ? ` · attempt ${attempt}` : ''}`);
+        if (!kept || row.steal < kept.steal) kept = { ...row, attempts: attempt };
+        else kept = { ...kept, attempts: attempt };
+        if (row.steal <= o.maxSteal) break;
+        if (attempt < o.latencyAttempts) progress.log(`  the host took ${pct(row.steal)} of a core (over ${pct(o.maxSteal)}): again`);
+      }
+      runs.set(t.name, [...(runs.get(t.name) ?? []), kept!]);
     }
   }
   const servers: Record<string, LatencyRow> = {};
   for (const t of targets) {
     const rs = runs.get(t.name) ?? [];
-    const m = (k: 'p50' | 'p99' | 'p999' | 'cpuUs' | 'coreBusy') => median(rs.map((x) => x[k]));
-    servers[t.name] = { p50: m('p50'), p99: m('p99'), p999: m('p999'), ok: rs.reduce((a, x) => a + x.ok, 0), offered: rs.reduce((a, x) => a + x.offered, 0), cpuUs: m('cpuUs'), coreBusy: m('coreBusy') };
+    const m = (k: 'p50' | 'p99' | 'p999' | 'cpuUs' | 'coreBusy' | 'steal') => median(rs.map((x) => x[k]));
+    servers[t.name] = { p50: m('p50'), p99: m('p99'), p999: m('p999'), ok: rs.reduce((a, x) => a + x.ok, 0), offered: rs.reduce((a, x) => a + x.offered, 0), cpuUs: m('cpuUs'), coreBusy: m('coreBusy'), steal: m('steal'), attempts: rs.reduce((a, x) => a + x.attempts, 0) };
   }
-  return { rate, fraction, servers, runs: Object.fromEntries(runs) };
+  const native = nativeGenerator();
+  return { generator: native.path ? 'native' : (native.why ?? 'unknown'), maxSteal: o.maxSteal, latencyAttempts: o.latencyAttempts, rate, fraction, servers, runs: Object.fromEntries(runs) };
+}
+
+/** One open-loop run at `rate` against `t`, with the C generator where it builds. */
+async function latencyRun(o: BenchOptions, t: BenchTarget, upstream: BenchTarget, token: string, rate: number, tag: string): Promise<LatencyRow> {
+  const before = sampleCpu(t.pid);
+  const upBefore = t.name === 'upstream' ? undefined : sampleCpu(upstream.pid);
+  const steal = markSteal();
+  const load = {
+    host: '127.0.0.1',
+    port: t.port,
+    durationS: o.durationS,
+    flows: [{ name: t.name, kind: 'tenant' as const, rate, path: BENCH_PATH, headers: { authorization: `Bearer ${token}` }, maxConnections: o.connections }],
+  };
+  const r = await progress.countdown(tag, o.durationS, nativeGenerator().path ? runLoadNative({ ...load, cpus: LOADGEN_CPUS }) : runLoad(load));
+  const stolen = stealSince(steal);
+  const used = cpuBetween(before, sampleCpu(t.pid));
+  const upUsed = upBefore ? cpuBetween(upBefore, sampleCpu(upstream.pid)).cores : 0;
+  const f = r.flows[0]!;
+  const worst = Math.max(stolen[Number(SERVER_CPUS)] ?? 0, stolen[Number(LOADGEN_CPUS)] ?? 0);
+  progress.log(`${tag}: p50 ${f.latency.p50_us} µs, p99 ${f.latency.p99_us} µs (${f.ok}/${f.offered} ok), host steal ${pct(worst)}`);
+  return { p50: f.latency.p50_us, p99: f.latency.p99_us, p999: f.latency.p999_us, ok: f.ok, offered: f.offered, cpuUs: (used.cores * 1e6) / rate, coreBusy: used.cores + upUsed, steal: worst, attempts: 1 };
+}
+
+function pct(share: number): string {
+  return `${(share * 100).toFixed(share < 0.1 ? 1 : 0)} %`;
 }
 
 function fractionText(f: number): string {
@@ -238,9 +278,9 @@ function latencyTable(pass: LatencyPass, runs: number): Table {
   const base = pass.servers.upstream;
   return {
     title: `Latency at a fixed ${pass.rate} req/s (${fractionText(pass.fraction)} of the peak), open loop from core ${LOADGEN_CPUS} (median of ${runs} interleaved runs)`,
-    columns: ['server', 'p50 µs', 'p99 µs', 'p99.9 µs', 'added p99 µs (vs upstream alone)', 'answered 2xx / offered', 'CPU µs/request', `core ${SERVER_CPUS} busy`],
-    rows: Object.entries(pass.servers).map(([n, v]) => [label(n as TargetName), v.p50, v.p99, v.p999, base && n !== 'upstream' ? v.p99 - base.p99 : '–', `${v.ok}/${v.offered}`, v.cpuUs, `${Math.round(v.coreBusy * 100)} %`]),
-    note: `Latency runs from the moment each request was due, so queueing counts (no coordinated omission). The generator is a Node.js process on the other core: its own pauses are in every row, which is why the upstream alone is the baseline. "CPU µs/request" is the server's at this rate, with requests arriving one by one rather than 64 at a time as in the peak runs, so fewer share a write or a wakeup; "core ${SERVER_CPUS} busy" adds the upstream's CPU beside it: the nearer 100 %, the more a request queues behind others.`,
+    columns: ['server', 'p50 µs', 'p99 µs', 'p99.9 µs', 'added p99 µs (vs upstream alone)', 'answered 2xx / offered', 'CPU µs/request', `core ${SERVER_CPUS} busy`, 'host steal (runs made)'],
+    rows: Object.entries(pass.servers).map(([n, v]) => [label(n as TargetName), v.p50, v.p99, v.p999, base && n !== 'upstream' ? v.p99 - base.p99 : '–', `${v.ok}/${v.offered}`, v.cpuUs, `${Math.round(v.coreBusy * 100)} %`, `${pct(v.steal)} (${v.attempts})`]),
+    note: `Latency runs from the moment each request was due, so queueing counts (no coordinated omission). ${pass.generator === 'native' ? 'The generator is loadtest/native/openloop.c (C: no garbage collector or JIT pauses of its own)' : `The generator is the Node.js one (${pass.generator}): its own pauses are in every row`}, on the other core; the upstream alone is the baseline. "CPU µs/request" is the server's at this rate, with requests arriving one by one rather than 64 at a time as in the peak runs, so fewer share a write or a wakeup; "core ${SERVER_CPUS} busy" adds the upstream's CPU beside it: the nearer 100 %, the more a request queues behind others. "host steal" is the larger share of core ${SERVER_CPUS}'s or core ${LOADGEN_CPUS}'s time the virtual machine's host ran something else (/proc/stat), median over the runs kept; a run over ${pct(pass.maxSteal)} was made again, up to ${pass.latencyAttempts} times, keeping the least-stolen, and "runs made" counts them all.`,
   };
 }
 
@@ -296,12 +336,13 @@ function targetsVerdict(data: Record<string, unknown>, names: readonly TargetNam
     const userland = drops['ward-serial'] ? `, ward dropping in userland (ward-serial) ${machine('ward-serial').toFixed(1)}` : '';
     lines.push(`context: whole-machine CPU per dropped connection, the connecting client included: ward with --kernel-bans ${machine('ward').toFixed(1)} µs${userland}, nginx ${machine('nginx').toFixed(1)}`);
   }
-  const lat = data.latency as { rate: number; servers: Record<string, LatencyRow> } | undefined;
+  const lat = data.latency as LatencyPass | undefined;
   if (lat?.servers.ward && lat.servers.upstream) {
     const w = lat.servers.ward;
     const added = w.p99 - lat.servers.upstream.p99;
     const why = added < 1000 ? '' : `; at this rate ward spent ${w.cpuUs.toFixed(1)} CPU µs per request (${pick('proxied', 'ward', 'cpuUs').toFixed(1)} at its peak, where 64 requests at a time share writes and wakeups) and core ${SERVER_CPUS} was ${Math.round(w.coreBusy * 100)} % busy with the upstream beside it`;
-    check(added < 1000, `p99 added by ward at ${lat.rate} req/s (half its peak) = ${added} µs (target < 1000 µs${why})`);
+    const host = `; the host took ${pct(Math.max(w.steal, lat.servers.upstream.steal))} of a core in the median run (steal)`;
+    check(added < 1000, `p99 added by ward at ${lat.rate} req/s (half its peak) = ${added} µs (target < 1000 µs${why}${host})`);
   }
   for (const pass of ((data.latencyPasses ?? []) as LatencyPass[]).slice(1)) {
     const s = pass.servers;
@@ -323,6 +364,8 @@ function targetsVerdict(data: Record<string, unknown>, names: readonly TargetNam
   }
   const noise = median(((data.proxied as Record<string, Sample[]>).ward ?? []).map((x) => x.noise));
   if (noise > 0.1) lines.push(`CAUTION: other processes kept ${noise.toFixed(2)} cores busy during ward's runs (median); on a quiet machine these ratios can differ a lot — rerun before trusting them`);
+  const steal = median(((data.proxied as Record<string, Sample[]>).ward ?? []).map((x) => x.steal));
+  if (steal > 0.02) lines.push(`CAUTION: the host took ${pct(steal)} of a core from this virtual machine during ward's peak runs (steal, median): rerun before trusting the ratios`);
   return { pass, lines };
 }
 
@@ -364,6 +407,8 @@ function parseOptions(argv: string[]): BenchOptions {
       'no-workers2': { type: 'boolean' },
       'no-latency': { type: 'boolean' },
       'latency-at': { type: 'string' },
+      'max-steal': { type: 'string' },
+      'latency-attempts': { type: 'string' },
       scaling: { type: 'boolean' },
       'scaling-sizes': { type: 'string' },
     },
@@ -381,6 +426,8 @@ function parseOptions(argv: string[]): BenchOptions {
     workers2: !values['no-workers2'],
     latency: !values['no-latency'],
     latencyFractions: fractions(values['latency-at'] ?? '0.5,0.25'),
+    maxSteal: num(values['max-steal'], 0.02),
+    latencyAttempts: Math.max(1, num(values['latency-attempts'], 3)),
     scaling: !!values.scaling || values['scaling-sizes'] !== undefined,
     scalingSizes: (values['scaling-sizes'] ?? '1,10000,1000000').split(',').map(Number),
   };

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { clockTicksPerSecond, cpuBetween, cpuMicrosPer, processTree, readCpuTicks, readPreemptions, sampleCpu, treeRssBytes } from './cpu.js';
+import { cpus } from 'node:os';
+import { clockTicksPerSecond, cpuBetween, cpuMicrosPer, markSteal, processTree, readCpuTicks, readPreemptions, sampleCpu, stealSince, treeRssBytes } from './cpu.js';
 
 test('reads clock ticks per second from getconf', () => {
   const t = clockTicksPerSecond();
@@ -55,4 +56,14 @@ test('counts involuntary context switches of a tree: two busy processes on one c
   } finally {
     idle.kill('SIGKILL');
   }
+});
+
+test('reads steal per CPU from /proc/stat: a share of the wall time for every CPU', async () => {
+  const mark = markSteal();
+  assert.equal(mark.ticks.length, cpus().length, `steal of ${mark.ticks.length} CPUs`);
+  assert.ok(mark.ticks.every((t) => Number.isInteger(t) && t >= 0), String(mark.ticks));
+  await new Promise((r) => setTimeout(r, 200));
+  const shares = stealSince(mark);
+  assert.equal(shares.length, mark.ticks.length);
+  assert.ok(shares.every((s) => s >= 0 && s <= 1.05), String(shares));
 });

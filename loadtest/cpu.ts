@@ -142,11 +142,37 @@ export function cpuMicrosPer(usage: CpuUsage, units: number): number {
   return units > 0 ? (usage.cpuMs * 1000) / units : NaN;
 }
 
-/** Busy ticks of the whole machine (every CPU), from the first line of /proc/stat. */
+/** Busy ticks of the whole machine (every CPU), from the first line of /proc/stat. Steal (time the
+ * hypervisor gave this virtual machine's CPUs to someone else) is not this machine's work: see stealSince. */
 export function systemBusyTicks(): number {
   const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal: idle and iowait are not busy
-  return f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0);
+  return f[0] + f[1] + f[2] + f[5] + f[6];
+}
+
+export interface StealMark {
+  /** Steal ticks per CPU, by CPU number. */
+  readonly ticks: readonly number[];
+  readonly at: number;
+}
+
+/** Starts measuring steal: on a virtual machine, time a CPU had work but the host ran something else. */
+export function markSteal(): StealMark {
+  const ticks: number[] = [];
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+) (?:\d+ ){7}(\d+)/.exec(line);
+    if (m) ticks[Number(m[1])] = Number(m[2]);
+  }
+  return { ticks, at: performance.now() };
+}
+
+/** Per CPU, the share (0–1) of the wall time since `mark` the host took from it. A share of a few
+ * per cent means the host kept stopping the CPU for milliseconds at a time, which no server can hide
+ * from a tail latency. */
+export function stealSince(mark: StealMark): number[] {
+  const now = markSteal();
+  const wallTicks = ((now.at - mark.at) / 1000) * clockTicksPerSecond();
+  return now.ticks.map((t, i) => (wallTicks > 0 ? Math.max(0, (t - (mark.ticks[i] ?? t)) / wallTicks) : 0));
 }
 
 export interface NoiseMark {

@@ -108,7 +108,8 @@ export interface LoadResult {
   readonly generatorLag: LatencySummary;
 }
 
-class GroupRun {
+/** A group's merged latency (shared with load-gen-native.ts, which replays its records into it). */
+export class GroupRun {
   readonly hist = new Histogram();
   sec = new Histogram();
   readonly timeline: { t: number; p50_us: number; p99_us: number }[] = [];
@@ -123,7 +124,8 @@ class GroupRun {
   }
 }
 
-class FlowRun {
+/** One flow's counters and histograms (shared with load-gen-native.ts). */
+export class FlowRun {
   readonly request: Buffer;
   readonly queue: number[] = [];
   qHead = 0;
@@ -152,6 +154,41 @@ class FlowRun {
     const h = { host: `${host}:${port}`, ...spec.headers };
     const lines = [`${spec.method ?? 'GET'} ${spec.path} HTTP/1.1`, ...Object.entries(h).map(([k, v]) => `${k}: ${v}`)];
     this.request = Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
+  }
+
+  /** A request due after the warm-up went out, `lateMs` after it was due. */
+  sentOne(lateMs: number): void {
+    this.sent++;
+    this.sec.sent++;
+    if (lateMs > 5) this.late++;
+  }
+
+  /** A request due after the warm-up was answered with `status`, `us` after it was due (or sent). */
+  answered(status: number, us: number): void {
+    this.hist.record(us);
+    this.sec.hist.record(us);
+    this.group?.record(us);
+    this.statuses[status] = (this.statuses[status] ?? 0) + 1;
+    if (status >= 200 && status < 300) {
+      this.ok++;
+      this.sec.ok++;
+      this.okHist.record(us);
+    } else if (status === 429) {
+      this.limited++;
+      this.sec.limited++;
+    } else {
+      this.other++;
+      this.sec.other++;
+    }
+  }
+
+  /** A request due after the warm-up lost its connection: with no answer at all it was dropped
+   * (closed, or refused at the handshake); anything else is an error. */
+  lost(dropped: boolean): void {
+    if (dropped) {
+      this.dropped++;
+      this.sec.dropped++;
+    } else this.errors++;
   }
 
   closeSecond(t: number): void {
@@ -217,11 +254,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       conn.due = due;
       conn.sentAt = performance.now();
       f.inFlight++;
-      if (due >= t0) {
-        f.sent++;
-        f.sec.sent++;
-        if (conn.sentAt - due > 5) f.late++;
-      }
+      if (due >= t0) f.sentOne(conn.sentAt - due);
       conn.send(f.request);
     }
     f.queue.length = 0;
@@ -245,34 +278,13 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
             if (!stopped) dispatch(f);
             return;
           }
-          const us = (now - from) * 1000;
-          f.hist.record(us);
-          f.sec.hist.record(us);
-          f.group?.record(us);
-          f.statuses[status] = (f.statuses[status] ?? 0) + 1;
-          if (status >= 200 && status < 300) {
-            f.ok++;
-            f.sec.ok++;
-            f.okHist.record(us);
-          } else if (status === 429) {
-            f.limited++;
-            f.sec.limited++;
-          } else {
-            f.other++;
-            f.sec.other++;
-          }
+          f.answered(status, (now - from) * 1000);
           if (!stopped) dispatch(f);
         },
         onClose(inFlight, answered, error) {
           f.conns.delete(conn);
           if (inFlight) f.inFlight--;
-          if (inFlight && conn.due >= t0) {
-            if (answered) f.errors++;
-            else if (conn.connected || (error as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED') {
-              f.dropped++;
-              f.sec.dropped++;
-            } else f.errors++;
-          }
+          if (inFlight && conn.due >= t0) f.lost(!answered && (conn.connected || (error as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED'));
           if (!stopped) dispatch(f);
         },
       },

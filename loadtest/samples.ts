@@ -2,7 +2,7 @@
 // the server's own CPU time over the same interval, per request or per dropped connection.
 
 import { runConnectFlood } from './connect-flood.js';
-import { clockTicksPerSecond, cpuBetween, cpuMicrosPer, markNoise, noiseSince, readPreemptions, sampleCpu, systemBusyTicks } from './cpu.js';
+import { clockTicksPerSecond, cpuBetween, cpuMicrosPer, markNoise, markSteal, noiseSince, readPreemptions, sampleCpu, stealSince, systemBusyTicks } from './cpu.js';
 import { runWrk } from './wrk.js';
 
 export interface Measured {
@@ -26,6 +26,8 @@ export interface WrkSample {
   readonly cores: number;
   /** Cores kept busy meanwhile by processes that are not part of the measurement (other users). */
   readonly noise: number;
+  /** The larger share of any core's time the virtual machine's host took meanwhile (steal). */
+  readonly steal: number;
 }
 
 export interface DropSample {
@@ -55,12 +57,13 @@ export interface WrkSampleOptions {
 
 export async function wrkSample(t: Measured, o: WrkSampleOptions): Promise<WrkSample> {
   const noise = markNoise();
+  const steal = markSteal();
   const before = sampleCpu(t.pid);
   const preemptedBefore = readPreemptions(t.pid);
   const r = await runWrk({ url: `http://127.0.0.1:${t.port}${o.path}`, connections: o.connections, durationS: o.durationS, token: o.token, cpus: o.cpus, threads: o.threads });
   const usage = cpuBetween(before, sampleCpu(t.pid));
   const preemptedPerReq = r.requests > 0 ? (readPreemptions(t.pid) - preemptedBefore) / r.requests : NaN;
-  return { rps: r.rps, p50_us: r.latency.p50_us, p99_us: r.latency.p99_us, cpuUs: cpuMicrosPer(usage, r.requests), preemptedPerReq, non2xx: r.non2xx, requests: r.requests, cores: usage.cores, noise: noiseSince(noise) };
+  return { rps: r.rps, p50_us: r.latency.p50_us, p99_us: r.latency.p99_us, cpuUs: cpuMicrosPer(usage, r.requests), preemptedPerReq, non2xx: r.non2xx, requests: r.requests, cores: usage.cores, noise: noiseSince(noise), steal: Math.max(0, ...stealSince(steal)) };
 }
 
 export async function dropSample(t: Measured, addresses: readonly string[], durationS: number, path: string): Promise<DropSample> {

@@ -1,0 +1,128 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
+import { nativeGenerator, runLoadNative } from './load-gen-native.js';
+import { freePort } from './processes.js';
+import { startUpstream } from './upstream.js';
+
+/** A raw TCP server: `onRequest(socket, n)` for the n-th request head it reads (over all connections). */
+function rawServer(onRequest: (s: Socket, n: number) => void): Promise<{ port: number; server: Server }> {
+  let n = 0;
+  const server = createServer((s) => {
+    let pending = '';
+    s.on('data', (d) => {
+      pending += d.toString('latin1');
+      let end: number;
+      while ((end = pending.indexOf('\r\n\r\n')) >= 0) {
+        pending = pending.slice(end + 4);
+        onRequest(s, n++);
+      }
+    });
+    s.on('error', () => {});
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as { port: number }).port, server })));
+}
+
+test('the C generator builds with the machine\'s compiler', () => {
+  const g = nativeGenerator();
+  assert.ok(g.path, `no native generator: ${g.why}`);
+});
+
+test('a 1-second open-loop run against the uWS upstream answers every request it offers, per second and per group', async () => {
+  const up = await startUpstream(0);
+  try {
+    const r = await runLoadNative({
+      host: '127.0.0.1',
+      port: up.port,
+      durationS: 1,
+      warmupS: 0.2,
+      drainMs: 500,
+      flows: [
+        { name: 'tenant', kind: 'tenant', rate: 500, path: '/v1/x', headers: { authorization: 'Bearer t' }, group: 'good' },
+        { name: 'from 127.0.0.2', kind: 'flood', rate: 100, path: '/v1/y', localAddresses: ['127.0.0.2'] },
+      ],
+    });
+    const [t, f] = r.flows;
+    assert.ok(t!.offered >= 495 && t!.offered <= 502, `offered ${t!.offered} at 500/s for 1 s`);
+    assert.equal(t!.ok, t!.offered);
+    assert.equal(t!.sent, t!.offered);
+    assert.equal(t!.unsent + t!.unanswered + t!.dropped + t!.errors, 0);
+    assert.equal(f!.ok, f!.offered);
+    assert.ok(f!.ok >= 95, `${f!.ok} from 127.0.0.2`);
+    assert.ok(t!.latency.p99_us > 0 && t!.latency.p99_us < 1_000_000);
+    assert.equal(r.groups[0]!.latency.count, t!.ok);
+    assert.equal(t!.timeline.length, 1);
+    assert.ok(t!.timeline[0]!.ok >= 490, `second 1 counted ${t!.timeline[0]!.ok} answers`);
+    assert.equal(r.generatorLag.count, t!.sent + f!.sent);
+  } finally {
+    up.close();
+  }
+});
+
+test('counts 429s apart from admitted requests, and reads chunked, sized and close-delimited answers', async () => {
+  const answers = [
+    'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n',
+    'HTTP/1.1 429 Too Many Requests\r\nContent-Length: 2\r\n\r\n{}',
+    'HTTP/1.1 204 No Content\r\n\r\n',
+  ];
+  const { port, server } = await rawServer((s, n) => {
+    // Every 4th answer has no length: it ends when the server closes the connection.
+    if (n % 4 === 3) s.end('HTTP/1.1 200 OK\r\n\r\nuntil the close');
+    else s.write(answers[n % 4]!);
+  });
+  try {
+    const r = await runLoadNative({ host: '127.0.0.1', port, durationS: 0.5, warmupS: 0, drainMs: 500, flows: [{ name: 'a', kind: 'tenant', rate: 200, path: '/', maxConnections: 1 }] });
+    const a = r.flows[0]!;
+    assert.equal(a.ok + a.limited, a.offered, JSON.stringify(a));
+    assert.equal(a.errors + a.dropped, 0);
+    assert.deepEqual(Object.keys(a.statuses).sort(), ['200', '204', '429']);
+    assert.ok(a.limited >= a.offered / 4 - 2 && a.limited <= a.offered / 4 + 2, `${a.limited} of ${a.offered} limited`);
+    assert.ok(a.connections >= a.offered / 4, `a new connection after each close: ${a.connections}`);
+  } finally {
+    server.close();
+  }
+});
+
+test('a connection closed with no answer, or refused, counts as dropped; one closed mid-answer as an error', async () => {
+  const silent = await rawServer((s) => s.destroy());
+  const half = await rawServer((s) => s.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc'));
+  const nobody = await freePort();
+  try {
+    const r = await runLoadNative({
+      host: '127.0.0.1',
+      port: silent.port,
+      durationS: 0.3,
+      warmupS: 0,
+      drainMs: 300,
+      flows: [{ name: 'banned', kind: 'flood', rate: 100, path: '/', localAddresses: ['127.0.0.3'] }],
+    });
+    const b = r.flows[0]!;
+    assert.ok(b.dropped > 0 && b.dropped === b.sent, `${b.dropped} dropped of ${b.sent}`);
+    assert.equal(b.ok + b.errors, 0);
+    const refused = (await runLoadNative({ host: '127.0.0.1', port: nobody, durationS: 0.3, warmupS: 0, drainMs: 300, flows: [{ name: 'x', kind: 'flood', rate: 100, path: '/' }] })).flows[0]!;
+    assert.ok(refused.dropped > 0 && refused.dropped === refused.sent, `${refused.dropped} refused of ${refused.sent}`);
+    const cut = (await runLoadNative({ host: '127.0.0.1', port: half.port, durationS: 0.3, warmupS: 0, drainMs: 300, flows: [{ name: 'y', kind: 'tenant', rate: 100, path: '/' }] })).flows[0]!;
+    assert.ok(cut.errors > 0 && cut.errors === cut.sent, `${cut.errors} errors of ${cut.sent}`);
+    assert.equal(cut.ok + cut.dropped, 0);
+  } finally {
+    silent.server.close();
+    half.server.close();
+  }
+});
+
+test('latency runs from the moment a request was due: requests waiting for the one connection count their wait', async () => {
+  // One connection, answers 40 ms after each request: 25 a second can be served, 50 a second are offered.
+  const { port, server } = await rawServer((s) => setTimeout(() => s.write('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n'), 40));
+  try {
+    const flows = [{ name: 'q', kind: 'tenant' as const, rate: 50, path: '/', maxConnections: 1 }];
+    const due = (await runLoadNative({ host: '127.0.0.1', port, durationS: 1, warmupS: 0, drainMs: 3000, flows })).flows[0]!;
+    const sent = (await runLoadNative({ host: '127.0.0.1', port, durationS: 1, warmupS: 0, drainMs: 3000, flows, latencyFrom: 'sent' })).flows[0]!;
+    // From due: the queue grows by 25 requests a second, so the last answers waited ~half a second more.
+    assert.ok(due.latency.p99_us > 300_000, `p99 from due ${due.latency.p99_us} µs`);
+    assert.ok(due.late > 0, 'requests sent over 5 ms after they were due are counted late');
+    // From the write: the server's 40 ms, whatever the queue.
+    assert.ok(sent.latency.p99_us >= 40_000 && sent.latency.p99_us < 200_000, `p99 from sent ${sent.latency.p99_us} µs`);
+  } finally {
+    server.close();
+  }
+});
