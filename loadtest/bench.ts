@@ -17,7 +17,7 @@ import { Progress } from './progress.js';
 import { ensureTools, findBinary } from './references.js';
 import { defaultReportsDir, machineInfo, renderMarkdown, writeReport, type Report, type Table } from './report.js';
 import { measureScaling, scalingTable } from './scaling.js';
-import { dropSample, median, noiseNote, ratio, warmUp, wrkSample as measureWrk, type DropSample, type WrkSample as Sample } from './samples.js';
+import { dropSample, median, noiseNote, percent, ratio, warmUp, wrkSample as measureWrk, type DropSample, type WrkSample as Sample } from './samples.js';
 import { spawnUpstream } from './upstream.js';
 import { kernelBansUnusable, makeKeys } from './ward.js';
 
@@ -230,7 +230,7 @@ async function latencyPass(o: BenchOptions, targets: readonly BenchTarget[], ups
         if (!kept || row.steal < kept.steal) kept = { ...row, attempts: attempt };
         else kept = { ...kept, attempts: attempt };
         if (row.steal <= o.maxSteal) break;
-        if (attempt < o.latencyAttempts) progress.log(`  the host took ${pct(row.steal)} of a core (over ${pct(o.maxSteal)}): again`);
+        if (attempt < o.latencyAttempts) progress.log(`  the host took ${percent(row.steal)} of a core (over ${percent(o.maxSteal)}): again`);
       }
       runs.set(t.name, [...(runs.get(t.name) ?? []), kept!]);
     }
@@ -262,13 +262,10 @@ async function latencyRun(o: BenchOptions, t: BenchTarget, upstream: BenchTarget
   const upUsed = upBefore ? cpuBetween(upBefore, sampleCpu(upstream.pid)).cores : 0;
   const f = r.flows[0]!;
   const worst = Math.max(stolen[Number(SERVER_CPUS)] ?? 0, stolen[Number(LOADGEN_CPUS)] ?? 0);
-  progress.log(`${tag}: p50 ${f.latency.p50_us} µs, p99 ${f.latency.p99_us} µs (${f.ok}/${f.offered} ok), host steal ${pct(worst)}`);
+  progress.log(`${tag}: p50 ${f.latency.p50_us} µs, p99 ${f.latency.p99_us} µs (${f.ok}/${f.offered} ok), host steal ${percent(worst)}`);
   return { p50: f.latency.p50_us, p99: f.latency.p99_us, p999: f.latency.p999_us, ok: f.ok, offered: f.offered, cpuUs: (used.cores * 1e6) / rate, coreBusy: used.cores + upUsed, steal: worst, attempts: 1 };
 }
 
-function pct(share: number): string {
-  return `${(share * 100).toFixed(share < 0.1 ? 1 : 0)} %`;
-}
 
 function fractionText(f: number): string {
   return f === 0.5 ? 'half' : f === 0.25 ? 'a quarter' : `${Math.round(f * 100)} %`;
@@ -279,8 +276,8 @@ function latencyTable(pass: LatencyPass, runs: number): Table {
   return {
     title: `Latency at a fixed ${pass.rate} req/s (${fractionText(pass.fraction)} of the peak), open loop from core ${LOADGEN_CPUS} (median of ${runs} interleaved runs)`,
     columns: ['server', 'p50 µs', 'p99 µs', 'p99.9 µs', 'added p99 µs (vs upstream alone)', 'answered 2xx / offered', 'CPU µs/request', `core ${SERVER_CPUS} busy`, 'host steal (runs made)'],
-    rows: Object.entries(pass.servers).map(([n, v]) => [label(n as TargetName), v.p50, v.p99, v.p999, base && n !== 'upstream' ? v.p99 - base.p99 : '–', `${v.ok}/${v.offered}`, v.cpuUs, `${Math.round(v.coreBusy * 100)} %`, `${pct(v.steal)} (${v.attempts})`]),
-    note: `Latency runs from the moment each request was due, so queueing counts (no coordinated omission). ${pass.generator === 'native' ? 'The generator is loadtest/native/openloop.c (C: no garbage collector or JIT pauses of its own)' : `The generator is the Node.js one (${pass.generator}): its own pauses are in every row`}, on the other core; the upstream alone is the baseline. "CPU µs/request" is the server's at this rate, with requests arriving one by one rather than 64 at a time as in the peak runs, so fewer share a write or a wakeup; "core ${SERVER_CPUS} busy" adds the upstream's CPU beside it: the nearer 100 %, the more a request queues behind others. "host steal" is the larger share of core ${SERVER_CPUS}'s or core ${LOADGEN_CPUS}'s time the virtual machine's host ran something else (/proc/stat), median over the runs kept; a run over ${pct(pass.maxSteal)} was made again, up to ${pass.latencyAttempts} times, keeping the least-stolen, and "runs made" counts them all.`,
+    rows: Object.entries(pass.servers).map(([n, v]) => [label(n as TargetName), v.p50, v.p99, v.p999, base && n !== 'upstream' ? v.p99 - base.p99 : '–', `${v.ok}/${v.offered}`, v.cpuUs, `${Math.round(v.coreBusy * 100)} %`, `${percent(v.steal)} (${v.attempts})`]),
+    note: `Latency runs from the moment each request was due, so queueing counts (no coordinated omission). ${pass.generator === 'native' ? 'The generator is loadtest/native/openloop.c (C: no garbage collector or JIT pauses of its own)' : `The generator is the Node.js one (${pass.generator}): its own pauses are in every row`}, on the other core; the upstream alone is the baseline. "CPU µs/request" is the server's at this rate, with requests arriving one by one rather than 64 at a time as in the peak runs, so fewer share a write or a wakeup; "core ${SERVER_CPUS} busy" adds the upstream's CPU beside it: the nearer 100 %, the more a request queues behind others. "host steal" is the larger share of core ${SERVER_CPUS}'s or core ${LOADGEN_CPUS}'s time the virtual machine's host ran something else (/proc/stat), median over the runs kept; a run over ${percent(pass.maxSteal)} was made again, up to ${pass.latencyAttempts} times, keeping the least-stolen, and "runs made" counts them all.`,
   };
 }
 
@@ -341,7 +338,7 @@ function targetsVerdict(data: Record<string, unknown>, names: readonly TargetNam
     const w = lat.servers.ward;
     const added = w.p99 - lat.servers.upstream.p99;
     const why = added < 1000 ? '' : `; at this rate ward spent ${w.cpuUs.toFixed(1)} CPU µs per request (${pick('proxied', 'ward', 'cpuUs').toFixed(1)} at its peak, where 64 requests at a time share writes and wakeups) and core ${SERVER_CPUS} was ${Math.round(w.coreBusy * 100)} % busy with the upstream beside it`;
-    const host = `; the host took ${pct(Math.max(w.steal, lat.servers.upstream.steal))} of a core in the median run (steal)`;
+    const host = `; the host took ${percent(Math.max(w.steal, lat.servers.upstream.steal))} of a core in the median run (steal)`;
     check(added < 1000, `p99 added by ward at ${lat.rate} req/s (half its peak) = ${added} µs (target < 1000 µs${why}${host})`);
   }
   for (const pass of ((data.latencyPasses ?? []) as LatencyPass[]).slice(1)) {
@@ -365,7 +362,7 @@ function targetsVerdict(data: Record<string, unknown>, names: readonly TargetNam
   const noise = median(((data.proxied as Record<string, Sample[]>).ward ?? []).map((x) => x.noise));
   if (noise > 0.1) lines.push(`CAUTION: other processes kept ${noise.toFixed(2)} cores busy during ward's runs (median); on a quiet machine these ratios can differ a lot — rerun before trusting them`);
   const steal = median(((data.proxied as Record<string, Sample[]>).ward ?? []).map((x) => x.steal));
-  if (steal > 0.02) lines.push(`CAUTION: the host took ${pct(steal)} of a core from this virtual machine during ward's peak runs (steal, median): rerun before trusting the ratios`);
+  if (steal > 0.02) lines.push(`CAUTION: the host took ${percent(steal)} of a core from this virtual machine during ward's peak runs (steal, median): rerun before trusting the ratios`);
   return { pass, lines };
 }
 

@@ -89,6 +89,11 @@ export function ratio(a: number, b: number): string {
   return a / b < 0.005 ? '< 0.01' : (a / b).toFixed(2);
 }
 
+/** A share (0–1) as a percentage for a report: one decimal below 10 %. */
+export function percent(share: number): string {
+  return `${(share * 100).toFixed(share < 0.1 ? 1 : 0)} %`;
+}
+
 /** A report line on how much else ran on the machine during the samples, or undefined when nothing did. */
 export function noiseNote(samples: readonly { readonly noise: number }[]): string | undefined {
   const n = samples.map((s) => s.noise);

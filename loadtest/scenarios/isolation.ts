@@ -12,8 +12,9 @@
 import { Histogram, type LatencySummary } from '../histogram.js';
 import { startLoadInChild, type ChildLoadResult } from '../load-gen-child.js';
 import { runLoad, type FlowResult, type FlowSpec, type LoadResult } from '../load-gen.js';
-import { cpuBetween, markNoise, noiseSince, sampleCpu } from '../cpu.js';
-import { noiseNote } from '../samples.js';
+import { nativeGenerator, runLoadNative } from '../load-gen-native.js';
+import { cpuBetween, markNoise, markSteal, noiseSince, sampleCpu, stealSince } from '../cpu.js';
+import { noiseNote, percent } from '../samples.js';
 import { type Report, type Table } from '../report.js';
 import { spawnUpstream } from '../upstream.js';
 import { kernelBansUnusable, mintToken, startWard, writeWardPolicy, type WardPolicy } from '../ward.js';
@@ -33,6 +34,10 @@ const WARM_FLOOD_ADDRESSES = ['127.0.0.10', '127.0.0.11', '127.0.0.12', '127.0.0
 const WARM_UP_S = 5;
 /** The verdict's latency tolerance: test p99 ≤ (1 + this) × baseline p99. */
 const P99_TOLERANCE = 0.1;
+/** A round where the host took more of a core than this (steal) is run again… */
+const MAX_STEAL = 0.02;
+/** …up to this many times in all. */
+const ROUND_ATTEMPTS = 3;
 const PATH = '/v1/isolation';
 
 interface Totals {
@@ -114,60 +119,77 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   const cpu = { baseline: 0, test: 0, baselineReq: 0, testReq: 0 };
   const control = { baseline: new Histogram(), test: new Histogram() };
   const noiseLag: LatencySummary[] = [];
+  /** Per round and phase, the largest share of a core the virtual machine's host took (steal). */
+  const steal: Record<'baseline' | 'test', number[]> = { baseline: [], test: [] };
+  let roundsMade = 0;
+  /** Rounds counted although every attempt had the host take over MAX_STEAL. */
+  let roundsStolen = 0;
   try {
     // Warm ward up on every path the rounds take (proxied, 429, banned addresses), with the same
     // tenants, until the JIT has settled: code first meeting a new tenant or address deoptimises and
     // is compiled again on ward's core, which would otherwise land in round 1's baseline.
     const warmFlood: FlowSpec = { ...flood, name: 'warm-up flood', localAddresses: WARM_FLOOD_ADDRESSES };
     const warmNoise = await startLoadInChild({ host: '127.0.0.1', port: proxy.port, flows: [noisy, warmFlood], durationS: WARM_UP_S, warmupS: 0 }, { cpus: LOADGEN_CPUS, nice: 19, idle: true });
-    await o.progress.countdown('warming up', WARM_UP_S, runLoad({ host: '127.0.0.1', port: proxy.port, durationS: WARM_UP_S, warmupS: 0, flows: good, pace: 'timer' }));
+    await runGood(o, 'warming up', { port: proxy.port, durationS: WARM_UP_S, warmupS: 0, flows: good });
     await warmNoise.result;
-    for (let round = 0; round < o.runs; round++) {
-      for (const phase of ['baseline', 'test'] as const) {
-        const label = `round ${round + 1}/${o.runs} · ${phase}`;
-        const abuse =
-          phase === 'test'
-            ? await startNoise()
-            : undefined;
-        const noiseMark = markNoise();
-        const before = sampleCpu(proxy.pid);
-        const r = await runLoad({
-          host: '127.0.0.1',
-          port: proxy.port,
-          flows: good,
-          durationS: o.durationS,
-          pace: 'timer',
-          latencyFrom: 'sent',
-          onSecond: (t, fs) => o.progress.update(`${label} ${t}/${o.durationS} s · ${progressText(fs)}`),
-        });
-        const other = await abuse?.result;
-        const used = cpuBetween(before, sampleCpu(proxy.pid));
-        noise.push({ noise: noiseSince(noiseMark) });
-        const answered = [...r.flows, ...(other?.flows ?? [])].reduce((n, f) => n + f.ok + f.limited + f.other, 0);
-        cpu[phase] += used.cpuMs;
-        cpu[phase === 'baseline' ? 'baselineReq' : 'testReq'] += answered;
-        addUp(phase === 'baseline' ? baseline : test, r);
-        if (other) {
-          addUp(test, other);
-          noiseLag.push(other.generatorLag);
-        }
-        const g = r.groups.find((x) => x.name === 'good')!;
-        (phase === 'baseline' ? baseHist : testHist).merge(g.histogram);
-        phaseP99[phase].push(g.latency.p99_us);
-        const line = phase === 'baseline' ? baseLine : testLine;
-        const offset = line.length;
-        for (const s of g.timeline) line.push([offset + s.t, s.p99_us / 1000]);
-        if (other) {
-          const n = other.flows.find((f) => f.name === 'noisy')!;
-          const off = noisyLine.ok.length;
-          for (const s of n.timeline) {
-            noisyLine.ok.push([off + s.t, s.ok]);
-            noisyLine.limited.push([off + s.t, s.limited]);
-          }
-        }
-        rounds.push({ round: round + 1, phase, good: strip(r), abuse: other, ward_cpu_ms: used.cpuMs });
-        o.progress.log(`${label}: good p99 ${g.latency.p99_us} µs · ${progressText([...r.flows, ...(other?.flows ?? [])])}`);
+    type PhaseRun = { phase: 'baseline' | 'test'; label: string; r: LoadResult; other?: ChildLoadResult; cpuMs: number; noise: number; steal: number };
+    const runPhase = async (phase: 'baseline' | 'test', label: string): Promise<PhaseRun> => {
+      const abuse = phase === 'test' ? await startNoise() : undefined;
+      const noiseMark = markNoise();
+      const stealMark = markSteal();
+      const before = sampleCpu(proxy.pid);
+      const r = await runGood(o, label, { port: proxy.port, flows: good, durationS: o.durationS });
+      const other = await abuse?.result;
+      const used = cpuBetween(before, sampleCpu(proxy.pid));
+      const run: PhaseRun = { phase, label, r, other, cpuMs: used.cpuMs, noise: noiseSince(noiseMark), steal: Math.max(0, ...stealSince(stealMark)) };
+      const g = r.groups.find((x) => x.name === 'good')!;
+      o.progress.log(`${label}: good p99 ${g.latency.p99_us} µs · ${progressText([...r.flows, ...(other?.flows ?? [])])} · host steal ${percent(run.steal)}`);
+      return run;
+    };
+    const keep = (round: number, run: PhaseRun) => {
+      const { phase, r, other } = run;
+      noise.push({ noise: run.noise });
+      steal[phase].push(run.steal);
+      const answered = [...r.flows, ...(other?.flows ?? [])].reduce((n, f) => n + f.ok + f.limited + f.other, 0);
+      cpu[phase] += run.cpuMs;
+      cpu[phase === 'baseline' ? 'baselineReq' : 'testReq'] += answered;
+      addUp(phase === 'baseline' ? baseline : test, r);
+      if (other) {
+        addUp(test, other);
+        noiseLag.push(other.generatorLag);
       }
+      const g = r.groups.find((x) => x.name === 'good')!;
+      (phase === 'baseline' ? baseHist : testHist).merge(g.histogram);
+      phaseP99[phase].push(g.latency.p99_us);
+      const line = phase === 'baseline' ? baseLine : testLine;
+      const offset = line.length;
+      for (const s of g.timeline) line.push([offset + s.t, s.p99_us / 1000]);
+      if (other) {
+        const n = other.flows.find((f) => f.name === 'noisy')!;
+        const off = noisyLine.ok.length;
+        for (const s of n.timeline) {
+          noisyLine.ok.push([off + s.t, s.ok]);
+          noisyLine.limited.push([off + s.t, s.limited]);
+        }
+      }
+      rounds.push({ round, phase, good: strip(r), abuse: other, ward_cpu_ms: run.cpuMs, host_steal: run.steal });
+    };
+    for (let round = 1; round <= o.runs; round++) {
+      // A host that stops a core for milliseconds in one phase and not the other decides the p99
+      // comparison by itself: a round where it took over MAX_STEAL of a core in either phase is run
+      // again (up to ROUND_ATTEMPTS times in all), and the least-stolen attempt is the one counted.
+      let kept: { runs: PhaseRun[]; steal: number } | undefined;
+      for (let attempt = 1; attempt <= ROUND_ATTEMPTS; attempt++) {
+        const tag = `round ${round}/${o.runs}${attempt > 1 ? ` (attempt ${attempt})` : ''}`;
+        const runs = [await runPhase('baseline', `${tag} · baseline`), await runPhase('test', `${tag} · test`)];
+        roundsMade++;
+        const worst = Math.max(...runs.map((x) => x.steal));
+        if (!kept || worst < kept.steal) kept = { runs, steal: worst };
+        if (worst <= MAX_STEAL) break;
+        if (attempt < ROUND_ATTEMPTS) o.progress.log(`  the host took ${percent(worst)} of a core (over ${percent(MAX_STEAL)}): the round again`);
+        else roundsStolen++;
+      }
+      for (const run of kept!.runs) keep(round, run);
     }
     // Control (context only, not in the verdict): the same two phases with the good tenants sent
     // straight to the upstream while the noise still hits ward. How much their tail rises here is what
@@ -178,15 +200,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
         phase === 'test'
           ? await startNoise()
           : undefined;
-      const r = await runLoad({
-        host: '127.0.0.1',
-        port: up.port,
-        flows: good,
-        durationS: o.durationS,
-        pace: 'timer',
-        latencyFrom: 'sent',
-        onSecond: (t, fs) => o.progress.update(`${label} ${t}/${o.durationS} s · ${progressText(fs)}`),
-      });
+      const r = await runGood(o, label, { port: up.port, flows: good, durationS: o.durationS });
       await abuse?.result;
       const g = r.groups.find((x) => x.name === 'good')!;
       control[phase].merge(g.histogram);
@@ -268,6 +282,14 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
       note: 'The control rows are context: the same good-tenant load sent to the upstream itself, with the noisy tenant and the flood still hitting ward. The verdict compares the first two rows only.',
     },
   ];
+  if (steal.baseline.length) {
+    // A host that stops a core for milliseconds puts them in one phase's p99 and not the other's.
+    const span = (xs: number[]) => `${percent(Math.min(...xs))}–${percent(Math.max(...xs))}`;
+    lines.push(`(context) in the rounds counted, the host took ${span(steal.baseline)} of a core in the baseline phases and ${span(steal.test)} in the test phases (steal: time this virtual machine's cores had work but the host ran something else); ${roundsMade} rounds were run for these ${o.runs}, a round over ${percent(MAX_STEAL)} being run again up to ${ROUND_ATTEMPTS} times`);
+    if (roundsStolen) lines.push(`CAUTION: in ${roundsStolen} of the ${o.runs} rounds counted the host took over ${percent(MAX_STEAL)} of a core in every attempt (up to ${percent(Math.max(...steal.baseline, ...steal.test))}); a p99 comparison is only as good as the host left the machine alone — rerun when steal is near 0`);
+  }
+  const native = nativeGenerator();
+  notes.push(native.path ? "the good tenants' load comes from loadtest/native/openloop.c (C, no pauses of its own), sleeping between due requests" : `the good tenants' load comes from the Node.js generator (the C one is unavailable: ${native.why})`);
   const contention = noiseNote(noise);
   if (contention) notes.push(contention);
   const busy = Math.max(0, ...noise.map((x) => x.noise));
@@ -313,6 +335,14 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     notes,
     data: { quota: QUOTA, rounds, control: { baseline_p99_us: control.baseline.percentile(99), test_p99_us: control.test.percentile(99) } },
   };
+}
+
+/** The good tenants' load, latency from each write: the C generator (which sleeps until the next
+ * request falls due, leaving the core to the upstream and the noise) where it builds, else Node's. */
+function runGood(o: ScenarioOptions, label: string, load: { port: number; flows: FlowSpec[]; durationS: number; warmupS?: number }): Promise<LoadResult> {
+  const opts = { host: '127.0.0.1', ...load, pace: 'timer' as const, latencyFrom: 'sent' as const };
+  if (nativeGenerator().path) return o.progress.countdown(label, load.durationS + (load.warmupS ?? 1), runLoadNative(opts));
+  return runLoad({ ...opts, onSecond: (t, fs) => o.progress.update(`${label} ${t}/${load.durationS} s · ${progressText(fs)}`) });
 }
 
 /** ward on the scenario's policy, or (`--through nginx`) nginx doing the same job as a reference: the
