@@ -83,8 +83,11 @@ test('counts 429s apart from admitted requests, and reads chunked, sized and clo
   }
 });
 
-test('a connection closed with no answer, or refused, counts as dropped; one closed mid-answer as an error', async () => {
+test('a connection closed with no answer (after the request, or at once on accept) or refused counts as dropped; one closed mid-answer as an error', async () => {
   const silent = await rawServer((s) => s.destroy());
+  // As ward drops a banned address in userland: accepted, then closed before reading anything.
+  const slam = createServer((s) => s.destroy());
+  await new Promise<void>((r) => slam.listen(0, '127.0.0.1', r));
   const half = await rawServer((s) => s.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc'));
   const nobody = await freePort();
   try {
@@ -99,6 +102,8 @@ test('a connection closed with no answer, or refused, counts as dropped; one clo
     const b = r.flows[0]!;
     assert.ok(b.dropped > 0 && b.dropped === b.sent, `${b.dropped} dropped of ${b.sent}`);
     assert.equal(b.ok + b.errors, 0);
+    const slammed = (await runLoadNative({ host: '127.0.0.1', port: (slam.address() as { port: number }).port, durationS: 0.3, warmupS: 0, drainMs: 300, flows: [{ name: 's', kind: 'flood', rate: 100, path: '/' }] })).flows[0]!;
+    assert.ok(slammed.dropped > 0 && slammed.dropped === slammed.sent, `${slammed.dropped} dropped of ${slammed.sent} (${slammed.errors} errors)`);
     const refused = (await runLoadNative({ host: '127.0.0.1', port: nobody, durationS: 0.3, warmupS: 0, drainMs: 300, flows: [{ name: 'x', kind: 'flood', rate: 100, path: '/' }] })).flows[0]!;
     assert.ok(refused.dropped > 0 && refused.dropped === refused.sent, `${refused.dropped} refused of ${refused.sent}`);
     const cut = (await runLoadNative({ host: '127.0.0.1', port: half.port, durationS: 0.3, warmupS: 0, drainMs: 300, flows: [{ name: 'y', kind: 'tenant', rate: 100, path: '/' }] })).flows[0]!;
@@ -106,6 +111,7 @@ test('a connection closed with no answer, or refused, counts as dropped; one clo
     assert.equal(cut.ok + cut.dropped, 0);
   } finally {
     silent.server.close();
+    slam.close();
     half.server.close();
   }
 });

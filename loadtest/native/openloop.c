@@ -338,11 +338,13 @@ static void on_event(conn_t *c, uint32_t ev) {
     int err = 0;
     socklen_t l = sizeof err;
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
-    if (err || c->connect_err || (ev & (EPOLLERR | EPOLLHUP))) {
+    if (err || c->connect_err || !(ev & EPOLLOUT)) {
       if (err) c->connect_err = err;
       close_conn(c);
       return;
     }
+    // The handshake completed (even if the server closed at once: the read below sees that, and the
+    // request counts as dropped, as a server dropping in userland does it).
     c->connected = 1;
     if (c->state == C_CONNECTING) {
       // Connected with nothing to send yet: free for the next due request.
