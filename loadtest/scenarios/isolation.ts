@@ -14,7 +14,7 @@ import { startLoadInChild, type ChildLoadResult } from '../load-gen-child.js';
 import { runLoad, type FlowResult, type FlowSpec, type LoadResult } from '../load-gen.js';
 import { nativeGenerator, runLoadNative } from '../load-gen-native.js';
 import { cpuBetween, markNoise, markSteal, noiseSince, sampleCpu, stealSince } from '../cpu.js';
-import { noiseNote, percent } from '../samples.js';
+import { leastStolen, noiseNote, percent } from '../samples.js';
 import { type Report, type Table } from '../report.js';
 import { spawnUpstream } from '../upstream.js';
 import { kernelBansUnusable, mintToken, startWard, writeWardPolicy, type WardPolicy } from '../ward.js';
@@ -178,18 +178,20 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
       // A host that stops a core for milliseconds in one phase and not the other decides the p99
       // comparison by itself: a round where it took over MAX_STEAL of a core in either phase is run
       // again (up to ROUND_ATTEMPTS times in all), and the least-stolen attempt is the one counted.
-      let kept: { runs: PhaseRun[]; steal: number } | undefined;
-      for (let attempt = 1; attempt <= ROUND_ATTEMPTS; attempt++) {
-        const tag = `round ${round}/${o.runs}${attempt > 1 ? ` (attempt ${attempt})` : ''}`;
-        const runs = [await runPhase('baseline', `${tag} · baseline`), await runPhase('test', `${tag} · test`)];
-        roundsMade++;
-        const worst = Math.max(...runs.map((x) => x.steal));
-        if (!kept || worst < kept.steal) kept = { runs, steal: worst };
-        if (worst <= MAX_STEAL) break;
-        if (attempt < ROUND_ATTEMPTS) o.progress.log(`  the host took ${percent(worst)} of a core (over ${percent(MAX_STEAL)}): the round again`);
-        else roundsStolen++;
-      }
-      for (const run of kept!.runs) keep(round, run);
+      const made = await leastStolen(
+        ROUND_ATTEMPTS,
+        MAX_STEAL,
+        async (attempt) => {
+          const tag = `round ${round}/${o.runs}${attempt > 1 ? ` (attempt ${attempt})` : ''}`;
+          const runs = [await runPhase('baseline', `${tag} · baseline`), await runPhase('test', `${tag} · test`)];
+          return { runs, steal: Math.max(...runs.map((x) => x.steal)) };
+        },
+        (r) => o.progress.log(`  the host took ${percent(r.steal)} of a core (over ${percent(MAX_STEAL)}): the round again`),
+      );
+      roundsMade += made.attempts;
+      if (made.kept.steal > MAX_STEAL) roundsStolen++;
+      const kept = made.kept;
+      for (const run of kept.runs) keep(round, run);
     }
     // Control (context only, not in the verdict): the same two phases with the good tenants sent
     // straight to the upstream while the noise still hits ward. How much their tail rises here is what
