@@ -10,8 +10,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { benchTokens, BENCH_PATH, startTargets, type BenchTarget, type TargetName } from './bench-targets.js';
 import { cpuBetween, markSteal, sampleCpu, stealSince } from './cpu.js';
-import { runLoad } from './load-gen.js';
-import { nativeGenerator, runLoadNative } from './load-gen-native.js';
+import { nativeGenerator, runOpenLoop } from './load-gen-native.js';
 import { canPin, runToEnd } from './processes.js';
 import { Progress } from './progress.js';
 import { ensureTools, findBinary } from './references.js';
@@ -253,7 +252,7 @@ async function latencyRun(o: BenchOptions, t: BenchTarget, upstream: BenchTarget
     durationS: o.durationS,
     flows: [{ name: t.name, kind: 'tenant' as const, rate, path: BENCH_PATH, headers: { authorization: `Bearer ${token}` }, maxConnections: o.connections }],
   };
-  const r = await progress.countdown(tag, o.durationS, nativeGenerator().path ? runLoadNative({ ...load, cpus: LOADGEN_CPUS }) : runLoad(load));
+  const r = await progress.countdown(tag, o.durationS, runOpenLoop({ ...load, cpus: LOADGEN_CPUS }));
   const stolen = stealSince(steal);
   const used = cpuBetween(before, sampleCpu(t.pid));
   const upUsed = upBefore ? cpuBetween(upBefore, sampleCpu(upstream.pid)).cores : 0;

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Histogram } from './histogram.js';
-import { FlowRun, GroupRun, type LoadOptions, type LoadResult } from './load-gen.js';
+import { FlowRun, GroupRun, runLoad, type LoadOptions, type LoadResult } from './load-gen.js';
 
 const SOURCE = fileURLToPath(new URL('../../loadtest/native/openloop.c', import.meta.url));
 const RECORD_BYTES = 20;
@@ -92,6 +92,13 @@ export async function runLoadNative(o: NativeLoadOptions): Promise<LoadResult> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The C generator where it builds, else load-gen.ts's runLoad (which alone calls `onSecond`: the C
+ * generator reports at the end; `cpus` pins only the C one, the Node one runs in this process). */
+export function runOpenLoop(o: NativeLoadOptions & Pick<LoadOptions, 'onSecond'>): Promise<LoadResult> {
+  const { onSecond, cpus, ...load } = o;
+  return nativeGenerator().path ? runLoadNative({ ...load, cpus }) : runLoad({ ...load, onSecond });
 }
 
 /** Feeds the records through the flows in the order things happened (each request's send, then its

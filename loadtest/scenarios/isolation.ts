@@ -11,8 +11,8 @@
 
 import { Histogram, type LatencySummary } from '../histogram.js';
 import { startLoadInChild, type ChildLoadResult } from '../load-gen-child.js';
-import { runLoad, type FlowResult, type FlowSpec, type LoadResult } from '../load-gen.js';
-import { nativeGenerator, runLoadNative } from '../load-gen-native.js';
+import { type FlowResult, type FlowSpec, type LoadResult } from '../load-gen.js';
+import { nativeGenerator, runOpenLoop } from '../load-gen-native.js';
 import { cpuBetween, markNoise, markSteal, noiseSince, sampleCpu, stealSince } from '../cpu.js';
 import { leastStolen, noiseNote, percent } from '../samples.js';
 import { type Report, type Table } from '../report.js';
@@ -342,9 +342,8 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
 /** The good tenants' load, latency from each write: the C generator (which sleeps until the next
  * request falls due, leaving the core to the upstream and the noise) where it builds, else Node's. */
 function runGood(o: ScenarioOptions, label: string, load: { port: number; flows: FlowSpec[]; durationS: number; warmupS?: number }): Promise<LoadResult> {
-  const opts = { host: '127.0.0.1', ...load, pace: 'timer' as const, latencyFrom: 'sent' as const };
-  if (nativeGenerator().path) return o.progress.countdown(label, load.durationS + (load.warmupS ?? 1), runLoadNative(opts));
-  return runLoad({ ...opts, onSecond: (t, fs) => o.progress.update(`${label} ${t}/${load.durationS} s · ${progressText(fs)}`) });
+  const onSecond = (t: number, fs: readonly FlowResult[]) => o.progress.update(`${label} ${t}/${load.durationS} s · ${progressText(fs)}`);
+  return o.progress.countdown(label, load.durationS + (load.warmupS ?? 1), runOpenLoop({ host: '127.0.0.1', ...load, pace: 'timer', latencyFrom: 'sent', onSecond }));
 }
 
 /** ward on the scenario's policy, or (`--through nginx`) nginx doing the same job as a reference: the
