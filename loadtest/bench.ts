@@ -262,7 +262,6 @@ async function latencyRun(o: BenchOptions, t: BenchTarget, upstream: BenchTarget
   return { p50: f.latency.p50_us, p99: f.latency.p99_us, p999: f.latency.p999_us, ok: f.ok, offered: f.offered, cpuUs: (used.cores * 1e6) / rate, coreBusy: used.cores + upUsed, steal: worst, attempts: 1 };
 }
 
-
 function fractionText(f: number): string {
   return f === 0.5 ? 'half' : f === 0.25 ? 'a quarter' : `${Math.round(f * 100)} %`;
 }

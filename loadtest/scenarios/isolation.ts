@@ -132,7 +132,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
     const warmNoise = await startLoadInChild({ host: '127.0.0.1', port: proxy.port, flows: [noisy, warmFlood], durationS: WARM_UP_S, warmupS: 0 }, { cpus: LOADGEN_CPUS, nice: 19, idle: true });
     await runGood(o, 'warming up', { port: proxy.port, durationS: WARM_UP_S, warmupS: 0, flows: good });
     await warmNoise.result;
-    type PhaseRun = { phase: 'baseline' | 'test'; label: string; r: LoadResult; other?: ChildLoadResult; cpuMs: number; noise: number; steal: number };
+    type PhaseRun = { phase: 'baseline' | 'test'; r: LoadResult; other?: ChildLoadResult; cpuMs: number; noise: number; steal: number };
     const runPhase = async (phase: 'baseline' | 'test', label: string): Promise<PhaseRun> => {
       const abuse = phase === 'test' ? await startNoise() : undefined;
       const noiseMark = markNoise();
@@ -141,7 +141,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
       const r = await runGood(o, label, { port: proxy.port, flows: good, durationS: o.durationS });
       const other = await abuse?.result;
       const used = cpuBetween(before, sampleCpu(proxy.pid));
-      const run: PhaseRun = { phase, label, r, other, cpuMs: used.cpuMs, noise: noiseSince(noiseMark), steal: Math.max(0, ...stealSince(stealMark)) };
+      const run: PhaseRun = { phase, r, other, cpuMs: used.cpuMs, noise: noiseSince(noiseMark), steal: Math.max(0, ...stealSince(stealMark)) };
       const g = r.groups.find((x) => x.name === 'good')!;
       o.progress.log(`${label}: good p99 ${g.latency.p99_us} µs · ${progressText([...r.flows, ...(other?.flows ?? [])])} · host steal ${percent(run.steal)}`);
       return run;
@@ -190,8 +190,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
       );
       roundsMade += made.attempts;
       if (made.kept.steal > MAX_STEAL) roundsStolen++;
-      const kept = made.kept;
-      for (const run of kept.runs) keep(round, run);
+      for (const run of made.kept.runs) keep(round, run);
     }
     // Control (context only, not in the verdict): the same two phases with the good tenants sent
     // straight to the upstream while the noise still hits ward. How much their tail rises here is what
