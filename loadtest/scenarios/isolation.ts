@@ -285,7 +285,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
   ];
   if (steal.baseline.length) {
     // A host that stops a core for milliseconds puts them in one phase's p99 and not the other's.
-    const span = (xs: number[]) => `${percent(Math.min(...xs))}–${percent(Math.max(...xs))}`;
+    const span = (xs: number[]) => (Math.min(...xs) === Math.max(...xs) ? percent(xs[0]!) : `${percent(Math.min(...xs))}–${percent(Math.max(...xs))}`);
     lines.push(`(context) in the rounds counted, the host took ${span(steal.baseline)} of a core in the baseline phases and ${span(steal.test)} in the test phases (steal: time this virtual machine's cores had work but the host ran something else); ${roundsMade} rounds were run for these ${o.runs}, a round over ${percent(MAX_STEAL)} being run again up to ${ROUND_ATTEMPTS} times`);
     if (roundsStolen) lines.push(`CAUTION: in ${roundsStolen} of the ${o.runs} rounds counted the host took over ${percent(MAX_STEAL)} of a core in every attempt (up to ${percent(Math.max(...steal.baseline, ...steal.test))}); a p99 comparison is only as good as the host left the machine alone — rerun when steal is near 0`);
   }
