@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { runLoad } from './load-gen.js';
+import { runLoadNative } from './load-gen-native.js';
 import { runConnectFlood } from './connect-flood.js';
 import { prioritized, startLoadInChild } from './load-gen-child.js';
 import { readFileSync } from 'node:fs';
@@ -23,35 +24,45 @@ function rawServer(answer: (n: number) => string | null): Promise<{ port: number
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as { port: number }).port, server })));
 }
 
-test('a 1-second open-loop run against the uWS upstream answers every request it offers', async () => {
-  const up = await startUpstream(0);
-  try {
-    const seconds: number[] = [];
-    const r = await runLoad({
-      host: '127.0.0.1',
-      port: up.port,
-      durationS: 1,
-      warmupS: 0.2,
-      drainMs: 500,
-      flows: [
-        { name: 'tenant', kind: 'tenant', rate: 500, path: '/v1/x', headers: { authorization: 'Bearer t' }, group: 'good' },
-        { name: 'from 127.0.0.2', kind: 'flood', rate: 100, path: '/v1/y', localAddresses: ['127.0.0.2'] },
-      ],
-      onSecond: (t) => seconds.push(t),
-    });
-    const [t, f] = r.flows;
-    assert.ok(t.offered >= 495 && t.offered <= 502, `offered ${t.offered} at 500/s for 1 s`);
-    assert.equal(t.ok, t.offered);
-    assert.equal(t.unsent + t.unanswered + t.dropped + t.errors, 0);
-    assert.equal(f.ok, f.offered);
-    assert.ok(t.latency.p99_us > 0 && t.latency.p99_us < 1_000_000);
-    assert.equal(r.groups[0].latency.count, t.ok);
-    assert.deepEqual(seconds, [1]);
-    assert.equal(t.timeline.length, 1);
-  } finally {
-    up.close();
-  }
-});
+for (const [generator, run] of [
+  ['Node.js', runLoad],
+  ['C', runLoadNative],
+] as const) {
+  test(`a 1-second open-loop run against the uWS upstream answers every request it offers, per second and per group (the ${generator} generator)`, async () => {
+    const up = await startUpstream(0);
+    try {
+      const seconds: number[] = [];
+      const r = await run({
+        host: '127.0.0.1',
+        port: up.port,
+        durationS: 1,
+        warmupS: 0.2,
+        drainMs: 500,
+        flows: [
+          { name: 'tenant', kind: 'tenant', rate: 500, path: '/v1/x', headers: { authorization: 'Bearer t' }, group: 'good' },
+          { name: 'from 127.0.0.2', kind: 'flood', rate: 100, path: '/v1/y', localAddresses: ['127.0.0.2'] },
+        ],
+        onSecond: (t) => seconds.push(t),
+      });
+      const [t, f] = r.flows;
+      assert.ok(t.offered >= 495 && t.offered <= 502, `offered ${t.offered} at 500/s for 1 s`);
+      assert.equal(t.ok, t.offered);
+      assert.equal(t.sent, t.offered);
+      assert.equal(t.unsent + t.unanswered + t.dropped + t.errors, 0);
+      assert.equal(f.ok, f.offered);
+      assert.ok(f.ok >= 95, `${f.ok} from 127.0.0.2`);
+      assert.ok(t.latency.p99_us > 0 && t.latency.p99_us < 1_000_000);
+      assert.equal(r.groups[0].latency.count, t.ok);
+      assert.equal(t.timeline.length, 1);
+      assert.ok(t.timeline[0].ok >= 490, `second 1 counted ${t.timeline[0].ok} answers`);
+      assert.equal(r.generatorLag.count, t.offered + f.offered);
+      // Only the Node.js generator runs in this process and can report each second as it ends.
+      assert.deepEqual(seconds, generator === 'C' ? [] : [1]);
+    } finally {
+      up.close();
+    }
+  });
+}
 
 test('counts 429s apart from admitted requests, and parses chunked answers', async () => {
   const chunked = 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
