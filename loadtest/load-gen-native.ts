@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Histogram } from './histogram.js';
-import { FlowRun, GroupRun, runLoad, type LoadOptions, type LoadResult } from './load-gen.js';
+import { flowRuns, loadResult, runLoad, type FlowRun, type GroupRun, type LoadOptions, type LoadResult } from './load-gen.js';
 
 const SOURCE = fileURLToPath(new URL('../../loadtest/native/openloop.c', import.meta.url));
 const RECORD_BYTES = 20;
@@ -46,9 +46,7 @@ export interface NativeLoadOptions extends Omit<LoadOptions, 'onSecond'> {
 export async function runLoadNative(o: NativeLoadOptions): Promise<LoadResult> {
   const bin = nativeGenerator();
   if (!bin.path) throw new Error(`the native load generator is unavailable: ${bin.why}`);
-  const groups = new Map<string, GroupRun>();
-  for (const f of o.flows) if (f.group && !groups.has(f.group)) groups.set(f.group, new GroupRun(f.group));
-  const runs = o.flows.map((f) => new FlowRun(f, o.host, o.port, f.group ? groups.get(f.group) : undefined));
+  const { runs, groups } = flowRuns(o);
   if (runs.length > 64) throw new Error('the native load generator takes at most 64 flows');
   for (const f of runs) if (f.spec.method === 'HEAD') throw new Error('the native load generator does not frame HEAD answers');
 
@@ -71,7 +69,7 @@ export async function runLoadNative(o: NativeLoadOptions): Promise<LoadResult> {
       child.on('error', reject);
       child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`openloop exited ${code}: ${err.trim()}`))));
     });
-    const lag = replay(readFileSync(out), runs, o.durationS);
+    const lag = replay(readFileSync(out), runs, groups, o.durationS);
     for (const line of stdout.split('\n')) {
       const m = /^FLOW (\d+) (\d+) (\d+) (\d+) (\d+)$/.exec(line);
       if (!m) continue;
@@ -82,13 +80,7 @@ export async function runLoadNative(o: NativeLoadOptions): Promise<LoadResult> {
       f.connections = Number(m[5]);
       for (let i = 0; i < f.inFlight; i++) f.sentOne(0);
     }
-    return {
-      durationS: o.durationS,
-      flows: runs.map((f) => f.result(f.inFlight)),
-      histograms: new Map(runs.map((f) => [f.spec.name, f.hist])),
-      groups: [...groups.values()].map((g) => ({ name: g.name, latency: g.hist.summary(), timeline: g.timeline, histogram: g.hist })),
-      generatorLag: lag.summary(),
-    };
+    return loadResult(o.durationS, runs, groups, runs.map((f) => f.result(f.inFlight)), lag);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -103,7 +95,7 @@ export function runOpenLoop(o: NativeLoadOptions & Pick<LoadOptions, 'onSecond'>
 
 /** Feeds the records through the flows in the order things happened (each request's send, then its
  * answer or loss), closing each second as load-gen.ts does; returns the generator's own lateness. */
-function replay(buf: Buffer, runs: readonly FlowRun[], durationS: number): Histogram {
+function replay(buf: Buffer, runs: readonly FlowRun[], groups: readonly GroupRun[], durationS: number): Histogram {
   const n = Math.floor(buf.length / RECORD_BYTES);
   // Two events per record, as (time µs after the warm-up, record index, is-end) packed for one sort.
   const at = new Float64Array(2 * n);
@@ -123,7 +115,7 @@ function replay(buf: Buffer, runs: readonly FlowRun[], durationS: number): Histo
   const closeUntil = (us: number) => {
     while (second <= durationS && us >= second * 1e6) {
       for (const f of runs) f.closeSecond(second);
-      for (const g of new Set(runs.map((f) => f.group))) g?.closeSecond(second);
+      for (const g of groups) g.closeSecond(second);
       second++;
     }
   };

@@ -222,10 +222,27 @@ export class FlowRun {
   }
 }
 
-export async function runLoad(o: LoadOptions): Promise<LoadResult> {
+/** A FlowRun per flow and a GroupRun per group of `o` (shared with load-gen-native.ts). */
+export function flowRuns(o: Pick<LoadOptions, 'host' | 'port' | 'flows'>): { runs: FlowRun[]; groups: GroupRun[] } {
   const groups = new Map<string, GroupRun>();
   for (const f of o.flows) if (f.group && !groups.has(f.group)) groups.set(f.group, new GroupRun(f.group));
   const runs = o.flows.map((f) => new FlowRun(f, o.host, o.port, f.group ? groups.get(f.group) : undefined));
+  return { runs, groups: [...groups.values()] };
+}
+
+/** The result once counting is over; `flows` are the runs' results, taken before any connection closed. */
+export function loadResult(durationS: number, runs: readonly FlowRun[], groups: readonly GroupRun[], flows: FlowResult[], lag: Histogram): LoadResult {
+  return {
+    durationS,
+    flows,
+    histograms: new Map(runs.map((f) => [f.spec.name, f.hist])),
+    groups: groups.map((g) => ({ name: g.name, latency: g.hist.summary(), timeline: g.timeline, histogram: g.hist })),
+    generatorLag: lag.summary(),
+  };
+}
+
+export async function runLoad(o: LoadOptions): Promise<LoadResult> {
+  const { runs, groups } = flowRuns(o);
   const lag = new Histogram();
   const start = performance.now();
   // Everything due before t0 is warm-up: sent, but counted nowhere.
@@ -341,11 +358,5 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   stopped = true;
   const results = runs.map((f) => f.result(f.inFlight));
   for (const f of runs) for (const c of f.conns) c.close();
-  return {
-    durationS: o.durationS,
-    flows: results,
-    histograms: new Map(runs.map((f) => [f.spec.name, f.hist])),
-    groups: [...groups.values()].map((g) => ({ name: g.name, latency: g.hist.summary(), timeline: g.timeline, histogram: g.hist })),
-    generatorLag: lag.summary(),
-  };
+  return loadResult(o.durationS, runs, groups, results, lag);
 }

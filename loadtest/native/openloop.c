@@ -193,7 +193,6 @@ static void send_on(conn_t *c, int64_t due, uint32_t tick_lag) {
   in_flight[c->flow]++;
   if (c->state == C_CONNECTING) {
     c->state = C_BUSY; // written once connected
-    c->written = 0;
     return;
   }
   c->state = C_BUSY;
