@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Histogram } from './histogram.js';
+import { prioritized, type ChildPlacement } from './load-gen-child.js';
 import { flowRuns, loadResult, runLoad, type FlowRun, type GroupRun, type LoadOptions, type LoadResult } from './load-gen.js';
 
 const SOURCE = fileURLToPath(new URL('../../loadtest/native/openloop.c', import.meta.url));
@@ -36,10 +37,9 @@ export function nativeGenerator(): { path?: string; why?: string } {
   return (built = { path });
 }
 
-export interface NativeLoadOptions extends Omit<LoadOptions, 'onSecond'> {
-  /** Pin the generator (taskset), e.g. the bench's load-generator core. */
-  readonly cpus?: string;
-}
+/** `cpus` pins the generator (taskset), e.g. the bench's load-generator core; `nice` and `idle` lower
+ * its priority, as for a child Node.js generator. */
+export interface NativeLoadOptions extends Omit<LoadOptions, 'onSecond'>, ChildPlacement {}
 
 /** As runLoad, with the C generator (throws if there is none: check nativeGenerator() first).
  * Bodiless methods only (HEAD's answers are framed like GET's here). */
@@ -59,9 +59,10 @@ export async function runLoadNative(o: NativeLoadOptions): Promise<LoadResult> {
       writeFileSync(file, f.request);
       args.push(String(f.spec.rate), String(f.spec.maxConnections ?? 64), f.spec.localAddresses?.join(',') || '-', file);
     });
-    const [cmd, argv] = o.cpus ? ['taskset', ['-c', o.cpus, bin.path, ...args]] : [bin.path, args];
+    const command = prioritized([bin.path, ...args], o);
+    const [cmd, ...argv] = o.cpus ? ['taskset', '-c', o.cpus, ...command] : command;
     const stdout = await new Promise<string>((resolve, reject) => {
-      const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(cmd!, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (text += d.toString()));
@@ -87,10 +88,11 @@ export async function runLoadNative(o: NativeLoadOptions): Promise<LoadResult> {
 }
 
 /** The C generator where it builds, else load-gen.ts's runLoad (which alone calls `onSecond`: the C
- * generator reports at the end; `cpus` pins only the C one, the Node one runs in this process). */
+ * generator reports at the end; `cpus`, `nice` and `idle` place only the C one, the Node one runs in
+ * this process). */
 export function runOpenLoop(o: NativeLoadOptions & Pick<LoadOptions, 'onSecond'>): Promise<LoadResult> {
-  const { onSecond, cpus, ...load } = o;
-  return nativeGenerator().path ? runLoadNative({ ...load, cpus }) : runLoad({ ...load, onSecond });
+  const { onSecond, cpus, nice, idle, ...load } = o;
+  return nativeGenerator().path ? runLoadNative({ ...load, cpus, nice, idle }) : runLoad({ ...load, onSecond });
 }
 
 /** Feeds the records through the flows in the order things happened (each request's send, then its

@@ -345,8 +345,16 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         o.onSecond?.(second, runs.map((f) => f.result(f.inFlight)));
         second++;
       }
-      if (now >= endAt) resolve();
-      else if (spin) setImmediate(tick);
+      if (now >= endAt) {
+        // Requests still waiting for a connection are never sent (as in openloop.c): the drain
+        // below only collects answers, it sends no traffic past the run's end.
+        for (const f of runs) {
+          for (let i = f.qHead; i < f.queue.length; i++) if (f.queue[i]! >= t0) f.unsent++;
+          f.queue.length = 0;
+          f.qHead = 0;
+        }
+        resolve();
+      } else if (spin) setImmediate(tick);
       else setTimeout(tick, 1);
     };
     setImmediate(tick);
