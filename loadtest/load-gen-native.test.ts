@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { nativeGenerator, runLoadNative } from './load-gen-native.js';
 import { freePort } from './processes.js';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 /** A raw TCP server: `onRequest(socket, n)` for the n-th request head it reads (over all connections). */
 function rawServer(onRequest: (s: Socket, n: number) => void): Promise<{ port: number; server: Server }> {
@@ -96,6 +98,39 @@ test('latency runs from the moment a request was due: requests waiting for the o
     assert.ok(due.late > 0, 'requests sent over 5 ms after they were due are counted late');
     // From the write: the server's 40 ms, whatever the queue.
     assert.ok(sent.latency.p99_us >= 40_000 && sent.latency.p99_us < 200_000, `p99 from sent ${sent.latency.p99_us} µs`);
+  } finally {
+    server.close();
+  }
+});
+
+test('runs at the priority asked for (nice, SCHED_IDLE), as the isolation scenario runs its noise', async () => {
+  const { port, server } = await rawServer((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n'));
+  try {
+    const run = runLoadNative({ host: '127.0.0.1', port, durationS: 0.6, warmupS: 0, drainMs: 300, pace: 'timer', nice: 10, idle: true, flows: [{ name: 'a', kind: 'tenant', rate: 100, path: '/' }] });
+    // The generator's process: SCHED_IDLE is policy 5 in /proc/PID/stat (field 41), nice field 19.
+    const bin = nativeGenerator().path!;
+    let stat: string[] | undefined;
+    for (let i = 0; i < 40 && !stat; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      // This run's generator (its argv: BIN HOST PORT …), not another test's, and once exec'd past chrt and nice.
+      const pids = spawnSync('pgrep', ['-f', bin], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+      const pid = pids.find((p) => {
+        let argv: string[] = [];
+        try {
+          argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+        } catch {
+          // gone meanwhile (pgrep's own shell, a chrt step)
+        }
+        return argv[0] === bin && argv[2] === String(port);
+      });
+      if (pid) stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    }
+    assert.ok(stat, 'the generator process was not found while it ran');
+    assert.equal(stat[38], '5');
+    assert.equal(stat[16], '10');
+    const a = (await run).flows[0]!;
+    assert.ok(a.offered >= 55, `offered ${a.offered}`);
+    assert.equal(a.ok, a.offered);
   } finally {
     server.close();
   }

@@ -62,6 +62,33 @@ for (const [generator, run] of [
       up.close();
     }
   });
+
+  test(`requests still queued when the run ends are never sent: the drain only collects answers (the ${generator} generator)`, async () => {
+    // One connection, answers 40 ms late: most of the 200/s offered waits in the queue.
+    const seen: number[] = [];
+    const server = createServer((s) => {
+      s.on('data', (d) => {
+        for (let i = 0; i < d.toString().split('\r\n\r\n').length - 1; i++) {
+          seen.push(performance.now());
+          setTimeout(() => s.write('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n'), 40);
+        }
+      });
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const start = performance.now();
+      const r = await run({ host: '127.0.0.1', port: (server.address() as { port: number }).port, durationS: 0.5, warmupS: 0, drainMs: 1000, flows: [{ name: 'a', kind: 'tenant', rate: 200, path: '/', maxConnections: 1 }] });
+      const a = r.flows[0];
+      const end = start + 500;
+      assert.deepEqual(seen.filter((t) => t > end + 30), [], 'requests arrived after the run had ended');
+      assert.ok(a.unsent > 50, `${a.unsent} unsent`);
+      assert.equal(a.sent + a.unsent, a.offered);
+      assert.equal(a.ok, a.sent);
+    } finally {
+      server.close();
+    }
+  });
 }
 
 test('counts 429s apart from admitted requests, and parses chunked answers', async () => {
