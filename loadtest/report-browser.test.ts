@@ -4,17 +4,14 @@
 // developer's machine and FAILS under CI (CI=true), where .ci/run installs it.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
-import { chromium } from 'playwright-core';
+import { chromiumSkip as skip, launchChromium } from '../test/support/chromium.js';
 import { machineInfo, writeReport, type Report } from './report.js';
 
-const CHROMIUM = process.env.WARD_CHROMIUM ?? '/usr/bin/chromium';
-const missing = !existsSync(CHROMIUM);
-const skip = missing && !process.env.CI ? `no chromium at ${CHROMIUM} (apt-get install chromium)` : false;
 
 const seconds = Array.from({ length: 20 }, (_, i) => i + 1);
 const report: Report = {
@@ -44,9 +41,8 @@ const report: Report = {
 };
 
 test('a scenario report opens in a browser: verdict, tables and every chart drawn, no errors', { skip }, async () => {
-  if (missing) throw new Error(`CI is set and there is no chromium at ${CHROMIUM}: .ci/run must install Debian's chromium`);
+  const browser = await launchChromium();
   const base = mkdtempSync(join(tmpdir(), 'ward-report-browser-'));
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
   try {
     const dir = writeReport(report, base);
     const page = await browser.newPage();

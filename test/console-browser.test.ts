@@ -5,19 +5,16 @@
 // and FAILS under CI (CI=true), where .ci/run installs it.
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { chromiumSkip as skip, launchChromium } from './support/chromium.js';
 import { policyDir, basePolicy, startWard, type PolicyFiles, type WardProcess } from './support/ward-process.js';
 import { request, bearer } from './support/http.js';
 import { signJwt, standardClaims } from './support/jwt.js';
 import { consoleTokens, OPERATOR_TOKEN, VIEWER_TOKEN, startTargets, states, type Target } from './support/targets.js';
 
-const CHROMIUM = process.env.WARD_CHROMIUM ?? '/usr/bin/chromium';
-const missing = !existsSync(CHROMIUM);
-const skip = missing && !process.env.CI ? `no chromium at ${CHROMIUM} (apt-get install chromium)` : false;
 
 let targets: Target[];
 let p: PolicyFiles;
@@ -30,7 +27,6 @@ const other = http.createServer((_req, res) => res.writeHead(200, { 'content-typ
 
 before(async () => {
   if (skip) return;
-  if (missing) throw new Error(`CI is set and there is no chromium at ${CHROMIUM}: .ci/run must install Debian's chromium`);
   targets = await startTargets(['a', 'b', 'c']);
   p = policyDir();
   p.write(basePolicy('http://127.0.0.1:1', { admin: consoleTokens(p), upstreams: { api: { targets: targets.map((t) => t.url), timeout_ms: 2000, balance: 'round_robin' } } }));
@@ -38,7 +34,7 @@ before(async () => {
   token = signJwt(p.key, standardClaims('acme'));
   await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
   otherBase = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -11,11 +11,8 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { dirname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { chromiumSkip as skip, launchChromium } from './support/chromium.js';
 
-const CHROMIUM = process.env.WARD_CHROMIUM ?? '/usr/bin/chromium';
-const missing = !existsSync(CHROMIUM);
-const skip = missing && !process.env.CI ? `no chromium at ${CHROMIUM}` : false;
 
 const SDK_DIR = fileURLToPath(new URL('../crypto/sdk/', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -44,7 +41,6 @@ try {
 </script>`;
 
 test('the SDK completes a call inside a real browser, with no Node.js APIs', { skip }, async () => {
-  if (missing) throw new Error(`CI is set and there is no chromium at ${CHROMIUM}`);
   const server = createServer((req, res) => {
     const url = new URL(req.url!, 'http://x').pathname;
     let file: string | undefined;
@@ -59,10 +55,7 @@ test('the SDK completes a call inside a real browser, with no Node.js APIs', { s
     res.writeHead(200, { 'content-type': 'text/javascript' }).end(readFileSync(file));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     const failed: string[] = [];
