@@ -13,6 +13,9 @@ const USAGE = `usage:
   ward demo            (the example policy in policies/ plus its demo upstream: what npm start runs)
   ward demo-upstream [--port 9001] [--host 127.0.0.1]   (the demo upstream alone, for multi-instance demos)`;
 
+/** How long the closes after a drain may take before a stopping ward exits anyway. */
+const CLOSE_GRACE_MS = 5_000;
+
 function fail(msg: string): never {
   process.stderr.write(`ward: ${msg}\n`);
   process.exit(1);
@@ -22,18 +25,32 @@ async function serve(dir: string, workers: number | undefined, extra?: () => Pro
   const log = createLogger();
   // Loaded lazily so `ward policy check` and `ward token` never need the native server.
   let sup: import('./instance/supervisor.js').Supervisor;
+  /** Drains, then exits with `code`. The drain is bounded, but the closes after it (threads, stores,
+   * servers) await their peers: one that never finishes must not keep a stopping ward alive until the
+   * orchestrator's SIGKILL with no word of why. Past the drain timeout plus a grace, ward says so and
+   * exits 1. */
+  const shutdown = (code: number): void => {
+    const limitMs = sup.drainTimeoutMs + CLOSE_GRACE_MS;
+    setTimeout(() => {
+      log.error({ limit_ms: limitMs }, 'shutdown did not finish in time: exiting anyway');
+      process.exit(1);
+    }, limitMs);
+    void sup.drain().then(() => process.exit(code));
+  };
   try {
     const { Supervisor } = await import('./instance/supervisor.js');
-    sup = new Supervisor({ dir, workers, log, drainTimeoutMs, kernelBans, onThreadDied: () => void sup.drain().then(() => process.exit(1)) });
+    sup = new Supervisor({ dir, workers, log, drainTimeoutMs, kernelBans, onThreadDied: () => shutdown(1) });
+    // Before the start, not after: ward logs that it listens before the start has finished, and a
+    // SIGTERM in between must drain (the drain waits for the start), not kill it outright.
+    const stop = () => shutdown(0);
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
     await extra?.();
     await sup.start();
   } catch (err) {
     fail((err as Error).message);
   }
   process.on('SIGHUP', () => void sup.reload('SIGHUP'));
-  const stop = () => void sup.drain().then(() => process.exit(0));
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
 }
 
 async function main(argv: string[]): Promise<void> {

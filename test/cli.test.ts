@@ -412,6 +412,37 @@ describe('SIGTERM drain', () => {
     assert.doesNotMatch(r.stderr, /TypeError|Assertion failed/, r.stderr);
   });
 
+  it('a SIGTERM as soon as ward says it listens (its start still finishing) drains and exits 0, not killed by the signal', async () => {
+    for (let i = 0; i < 3; i++) {
+      const w = await startWard(p.dir);
+      const exited = once(w.proc, 'exit') as Promise<[number | null, string | null]>;
+      w.proc.kill('SIGTERM');
+      const [code, signal] = await exited;
+      assert.equal(signal, null, `run ${i + 1}: killed by ${signal}`);
+      assert.equal(code, 0, w.logs.slice(-5).join('\n'));
+    }
+  });
+
+  it('a close that never finishes after the drain: ward says so and exits 1 once the drain timeout plus 5 s are up', async () => {
+    // WARD_FAULT_DRAIN_HANG: the supervisor's closes after the drain never finish.
+    const w = await startWard(p.dir, { args: ['--drain-timeout', '1'], env: { WARD_FAULT_DRAIN_HANG: '1' } });
+    const exited = once(w.proc, 'exit') as Promise<[number | null, string | null]>;
+    try {
+      const t0 = Date.now();
+      w.proc.kill('SIGTERM');
+      const [code, signal] = await exited;
+      const took = Date.now() - t0;
+      assert.equal(signal, null);
+      assert.equal(code, 1, w.logs.slice(-5).join('\n'));
+      assert.ok(took >= 5_500 && took < 9_000, `exited ${took} ms after SIGTERM (drain timeout 1 s + 5 s)`);
+      const line = w.logs.find((l) => l.includes('shutdown did not finish in time'));
+      assert.ok(line, w.logs.slice(-5).join('\n'));
+      assert.equal(JSON.parse(line).limit_ms, 6000);
+    } finally {
+      if (w.proc.exitCode === null) w.proc.kill('SIGKILL');
+    }
+  });
+
   it('bounds the drain: a request that never finishes does not keep ward from exiting 0', async () => {
     held.length = 0;
     // An upstream timeout longer than the drain's bound (--drain-timeout 2 s), so only the bound can end it.

@@ -324,6 +324,11 @@ export class Supervisor {
     this.opts.onThreadDied?.(reason);
   }
 
+  /** How long a drain waits for in-flight requests before closing what is left. */
+  get drainTimeoutMs(): number {
+    return this.opts.drainTimeoutMs ?? 10_000;
+  }
+
   /** SIGTERM: stop accepting, let in-flight requests finish (bounded), close everything. */
   async drain(): Promise<void> {
     if (this.draining) return;
@@ -332,8 +337,9 @@ export class Supervisor {
     // everything it opened (the admin server, the table of kernel bans, the watcher).
     await this.starting?.catch(() => undefined);
     this.watcher?.close();
-    const timeout = this.opts.drainTimeoutMs ?? 10_000;
-    await Promise.all(this.threads.map((t) => t.drain(timeout)));
+    await Promise.all(this.threads.map((t) => t.drain(this.drainTimeoutMs)));
+    // Tests only: a close that never finishes, for the exit watchdog in cli.ts.
+    if (process.env.WARD_FAULT_DRAIN_HANG) await new Promise(() => {});
     // Only now: a thread done early keeps answering its kept-alive clients 503 while others finish.
     await Promise.all(this.threads.map((t) => t.close()));
     await this.kernelBans?.close();
