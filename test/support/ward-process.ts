@@ -70,6 +70,8 @@ export interface WardProcess {
   readonly admin: string;
   /** Every log line so far (stdout + stderr). */
   readonly logs: string[];
+  /** Signals ward (SIGTERM by default) and resolves with its exit code; rejects if ward logged that
+   * its shutdown outlived its bound. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   waitForLog(re: RegExp, timeoutMs?: number): Promise<string>;
 }
@@ -129,7 +131,13 @@ export function startWard(dir: string, opts: { workers?: number; env?: Record<st
         stop: (signal = 'SIGTERM') => {
           if (proc.exitCode !== null) return Promise.resolve(proc.exitCode);
           proc.kill(signal);
-          return exited;
+          return exited.then((code) => {
+            // A shutdown that outlived its bound is a hang in ward (cli.ts exits it and says so):
+            // the test that stopped it fails with ward's last words rather than passing.
+            const overran = logs.find((l) => l.includes('shutdown did not finish in time'));
+            if (overran !== undefined) throw new Error(`ward did not finish shutting down:\n${logs.slice(-10).join('\n')}`);
+            return code;
+          });
         },
       });
     }, reject);
