@@ -156,6 +156,13 @@ export class FlowRun {
     this.request = Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
   }
 
+  /** Abandons the `n` oldest requests waiting for a connection; those due after `t0` (the warm-up's
+   * end) count as unsent. */
+  giveUp(n: number, t0: number): void {
+    for (let i = 0; i < n; i++) if (this.queue[this.qHead + i]! >= t0) this.unsent++;
+    this.qHead += n;
+  }
+
   /** A request due after the warm-up went out, `lateMs` after it was due. */
   sentOne(lateMs: number): void {
     this.sent++;
@@ -329,9 +336,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         // A client gives up on requests it could not send within a second.
         const backlog = f.queue.length - f.qHead;
         if (backlog > Math.max(f.spec.rate, 100)) {
-          const drop = backlog - Math.max(f.spec.rate, 100);
-          for (let i = 0; i < drop; i++) if (f.queue[f.qHead + i] >= t0) f.unsent++;
-          f.qHead += drop;
+          f.giveUp(backlog - Math.max(f.spec.rate, 100), t0);
         }
         dispatch(f);
         if (f.qHead > 4096) {
@@ -349,7 +354,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         // Requests still waiting for a connection are never sent (as in openloop.c): the drain
         // below only collects answers, it sends no traffic past the run's end.
         for (const f of runs) {
-          for (let i = f.qHead; i < f.queue.length; i++) if (f.queue[i]! >= t0) f.unsent++;
+          f.giveUp(f.queue.length - f.qHead, t0);
           f.queue.length = 0;
           f.qHead = 0;
         }

@@ -180,7 +180,7 @@ export async function isolation(o: ScenarioOptions): Promise<Report> {
           noisyLine.limited.push([off + s.t, s.limited]);
         }
       }
-      rounds.push({ round, phase, good: strip(r), abuse: other, ward_cpu_ms: run.cpuMs, host_steal: run.steal });
+      rounds.push({ round, phase, good: strip(r), abuse: other && 'histograms' in other ? strip(other) : other, ward_cpu_ms: run.cpuMs, host_steal: run.steal });
     };
     for (let round = 1; round <= o.runs; round++) {
       // A host that stops a core for milliseconds in one phase and not the other decides the p99
