@@ -11,12 +11,30 @@ export interface Reply {
   json(): any;
 }
 
+/** How long request() waits for a whole answer before failing: a request ward never answers fails
+ * its test with the request named, instead of stalling the file until the runner's 180 s timeout. */
+export const ANSWER_TIMEOUT_MS = 60_000;
+
 export function request(
   url: string,
-  opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer; agent?: Agent; localAddress?: string; maxHeaderSize?: number } = {},
+  opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer; agent?: Agent; localAddress?: string; maxHeaderSize?: number; timeoutMs?: number } = {},
 ): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false, localAddress: opts.localAddress, maxHeaderSize: opts.maxHeaderSize }, (res) => {
+  return new Promise((resolveAnswer, rejectAnswer) => {
+    const method = opts.method ?? 'GET';
+    const ms = opts.timeoutMs ?? ANSWER_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      reject(new Error(`no answer to ${method} ${url} within ${ms} ms`));
+      req.destroy();
+    }, ms);
+    const resolve = (r: Reply): void => {
+      clearTimeout(timer);
+      resolveAnswer(r);
+    };
+    const reject = (err: Error): void => {
+      clearTimeout(timer);
+      rejectAnswer(err);
+    };
+    const req = httpRequest(url, { method, headers: opts.headers, agent: opts.agent ?? false, localAddress: opts.localAddress, maxHeaderSize: opts.maxHeaderSize }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
