@@ -38,6 +38,8 @@ async function serve(dir: string, workers: number | undefined, extra?: () => Pro
     void sup.drain().then(() => process.exit(code));
   };
   try {
+    const { tuneGcForCpus } = await import('./instance/gc-tuning.js');
+    if (tuneGcForCpus()) log.info({ cpus: 1 }, 'one CPU: young-generation collections run without parallel helper tasks');
     const { Supervisor } = await import('./instance/supervisor.js');
     sup = new Supervisor({ dir, workers, log, drainTimeoutMs, kernelBans, onThreadDied: () => shutdown(1) });
     // Before the start, not after: ward logs that it listens before the start has finished, and a

@@ -76,9 +76,11 @@ export interface WardProcess {
   waitForLog(re: RegExp, timeoutMs?: number): Promise<string>;
 }
 
-export function startWard(dir: string, opts: { workers?: number; env?: Record<string, string>; args?: string[] } = {}): Promise<WardProcess> {
-  const args = [CLI, 'serve', '--policies', dir, '--workers', String(opts.workers ?? 1), ...(opts.args ?? [])];
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `cpus` pins ward with taskset (e.g. "0"); `nodeFlags` go to node before the script. */
+export function startWard(dir: string, opts: { workers?: number; env?: Record<string, string>; args?: string[]; cpus?: string; nodeFlags?: string[] } = {}): Promise<WardProcess> {
+  const args = [...(opts.nodeFlags ?? []), CLI, 'serve', '--policies', dir, '--workers', String(opts.workers ?? 1), ...(opts.args ?? [])];
+  const [cmd, ...argv] = opts.cpus !== undefined ? ['taskset', '-c', opts.cpus, process.execPath, ...args] : [process.execPath, ...args];
+  const proc = spawn(cmd!, argv, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const waiters: Array<{ re: RegExp; resolve: (l: string) => void }> = [];
   const onLine = (line: string) => {
