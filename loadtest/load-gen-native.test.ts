@@ -146,18 +146,20 @@ test('reports each second\'s p99, so one slow second shows apart from the steady
     const now = performance.now();
     if (first === 0) first = now;
     const t = now - first;
-    // Slow only in the middle of the second second: a stall, as the host's would be.
+    // Slow only in the middle of the second second (200 ms per answer): a stall, as the host's would
+    // be. The margins (this server's clock against the generator's, and a busy test machine's own
+    // pauses of tens of ms in the other seconds) are wide on purpose.
     const answer = () => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}');
-    if (t > 1200 && t < 1800) setTimeout(answer, 60);
+    if (t > 1250 && t < 1600) setTimeout(answer, 200);
     else answer();
   });
   try {
-    const r = await runLoadNative({ host: '127.0.0.1', port, durationS: 3, warmupS: 0, drainMs: 500, flows: [{ name: 'a', kind: 'tenant', rate: 200, path: '/', maxConnections: 64 }] });
+    const r = await runLoadNative({ host: '127.0.0.1', port, durationS: 3, warmupS: 0, drainMs: 500, flows: [{ name: 'a', kind: 'tenant', rate: 400, path: '/', maxConnections: 256 }] });
     const seconds = r.flows[0]!.timeline;
     assert.equal(seconds.length, 3, JSON.stringify(seconds));
-    assert.ok(seconds[1]!.p99_us >= 50_000, `second 2's p99: ${seconds[1]!.p99_us} µs`);
-    for (const i of [0, 2]) assert.ok(seconds[i]!.p99_us < 20_000, `second ${i + 1}'s p99: ${seconds[i]!.p99_us} µs`);
-    assert.ok(r.flows[0]!.latency.p99_us >= 50_000, 'the run\'s own p99 has the slow second in it');
+    assert.ok(seconds[1]!.p99_us >= 190_000, `second 2's p99: ${seconds[1]!.p99_us} µs`);
+    for (const i of [0, 2]) assert.ok(seconds[i]!.p99_us < 100_000, `second ${i + 1}'s p99: ${seconds[i]!.p99_us} µs`);
+    assert.ok(r.flows[0]!.latency.p99_us >= 190_000, 'the run\'s own p99 has the slow second in it');
   } finally {
     server.close();
   }
